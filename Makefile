@@ -1,0 +1,61 @@
+# KillKrill developer entry points. `make run` runs the main job, `make test` the tests;
+# both work on a fresh Debian 12 machine (as root they install what is missing).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KK := $(BIN)/killkrill
+# Real peers the integration tests drive: syslog clients/servers and a Prometheus server.
+PEER_PACKAGES := util-linux rsyslog prometheus
+SERVICES_ENV = eval "$$($(KK) dev services env)"
+PYTEST_ARGS ?=
+
+.PHONY: install peers services services-down run smoke lint typecheck test unit clean
+
+install: $(VENV)/.installed ## Create .venv with the package and its dev extras
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+peers: ## Install the real protocol peers the tests use (Debian packages), when missing
+	@missing=""; \
+	command -v logger >/dev/null || missing="$$missing util-linux"; \
+	command -v rsyslogd >/dev/null || test -x /usr/sbin/rsyslogd || missing="$$missing rsyslog"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing (apt-get install$$missing)"; exit 1; fi; \
+	  echo "installing:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q --no-install-recommends $$missing >/dev/null \
+	    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; \
+	fi
+
+services: install ## Start real Redis, PostgreSQL and Elasticsearch on loopback (idempotent)
+	$(KK) dev services up  # prints the start-up wall time
+
+services-down: install ## Stop the local services
+	$(KK) dev services down
+
+run: services ## The main job: start the services and run the smoke pipeline check
+	$(SERVICES_ENV); $(KK) dev smoke
+
+lint: install ## ruff (lint + format check), mypy --strict, import layering
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: install ## Unit tests only (no services needed)
+	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
+
+test: install peers services lint ## Everything: lint, unit + integration tests with coverage
+	$(SERVICES_ENV); \
+	$(BIN)/pytest -p random_order --random-order \
+	  --cov=killkrill --cov-report=term --cov-fail-under=75 $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

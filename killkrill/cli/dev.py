@@ -1,0 +1,64 @@
+"""``killkrill dev``: the local development services and a smoke check of the pipeline."""
+
+from __future__ import annotations
+
+import shlex
+
+import click
+
+from killkrill.dev import ServiceManager
+from killkrill.dev.smoke import run_smoke
+
+__all__ = ["dev"]
+
+_names = click.argument("names", nargs=-1, metavar="[redis|postgres|elasticsearch]...")
+
+
+@click.group()
+def dev() -> None:
+    """Local development helpers."""
+
+
+@dev.group()
+def services() -> None:
+    """Real Redis, PostgreSQL and Elasticsearch on loopback (installed when missing)."""
+
+
+@services.command()
+@_names
+def up(names: tuple[str, ...]) -> None:
+    """Install if missing and start the services; a no-op for those already running."""
+    ServiceManager(names, echo=lambda line: click.echo(line, err=True)).up()
+
+
+@services.command()
+@_names
+def down(names: tuple[str, ...]) -> None:
+    """Stop the services and wait until no process of theirs is left."""
+    ServiceManager(names, echo=lambda line: click.echo(line, err=True)).down()
+
+
+@services.command()
+@_names
+def status(names: tuple[str, ...]) -> None:
+    """Show each service's state, URL and pid; exit 1 when one is not running."""
+    statuses = ServiceManager(names).status()
+    for st in statuses:
+        click.echo(st.line())
+    if any(st.state == "stopped" for st in statuses):
+        raise SystemExit(1)
+
+
+@services.command()
+@_names
+def env(names: tuple[str, ...]) -> None:
+    """Print ``export`` lines for the services' URLs: ``eval "$(killkrill dev services env)"``."""
+    for key, value in ServiceManager(names).env().items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@dev.command()
+def smoke() -> None:
+    """Write and read back real data in each service (XADD/XRANGE, INSERT/SELECT, index/search)."""
+    for line in run_smoke(ServiceManager().env()):
+        click.echo(line)

@@ -1,0 +1,41 @@
+"""The ``killkrill`` command."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from killkrill import __version__
+from killkrill.cli.dev import dev
+from killkrill.errors import KillKrillError
+
+__all__ = ["cli", "main"]
+
+
+@click.group()
+@click.version_option(__version__, prog_name="killkrill")
+def cli() -> None:
+    """KillKrill: receivers -> Redis Streams -> Elasticsearch / PostgreSQL."""
+
+
+cli.add_command(dev)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: KillKrill errors become one readable line and exit code 1."""
+    try:
+        cli.main(args=argv, prog_name="killkrill", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KillKrillError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,25 @@
+"""One config model for every KillKrill component.
+
+The ``Pipeline`` spec (the CRD's schema), each process's settings and the docs all come from
+the pydantic models in this package. Groups live in their own module; this module re-exports
+them so ``from killkrill.config import RedisSettings`` is the one import users need.
+
+Process settings are read from, lowest to highest precedence: field defaults, a YAML/JSON
+config file, ``KILLKRILL_*`` environment variables (nested with ``__``, e.g.
+``KILLKRILL_REDIS__URL``), the well-known variables ``REDIS_URL``, ``ELASTICSEARCH_URL`` and
+``DATABASE_URL``, and finally command-line flags.
+"""
+
+from killkrill.config.common import (
+    DatabaseSettings,
+    ElasticsearchSettings,
+    RedisSettings,
+    load_config_file,
+)
+
+__all__ = [
+    "DatabaseSettings",
+    "ElasticsearchSettings",
+    "RedisSettings",
+    "load_config_file",
+]

@@ -1,0 +1,95 @@
+"""The KillKrill exception tree: every error we raise on purpose is one of these.
+
+::
+
+    KillKrillError
+    ├── ConfigError              settings are invalid or missing; fix the config, do not retry
+    ├── PermanentError           retrying the same input can never succeed
+    │   ├── ValidationError      a record is malformed (names the field and the reason)
+    │   │   └── LogParseError    a log stream entry cannot be parsed into a log record
+    │   └── RejectedBySink       the sink refused the record for good (e.g. a mapping error)
+    ├── RetryableError           the same call may succeed later (carries ``delay`` in seconds)
+    │   ├── ServiceUnavailable   a dependency (Redis, PostgreSQL, Elasticsearch) is unreachable
+    │   └── Backpressure         the pipeline is full; the caller should wait ``delay`` seconds
+    └── DevServiceError          the local service manager could not install or start a service
+
+Third-party exceptions (redis, elasticsearch, psycopg2) are translated at the module that
+talks to that service, with ``raise ... from exc`` so the original stays in the traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Backpressure",
+    "ConfigError",
+    "DevServiceError",
+    "KillKrillError",
+    "LogParseError",
+    "PermanentError",
+    "RejectedBySink",
+    "RetryableError",
+    "ServiceUnavailable",
+    "ValidationError",
+]
+
+
+class KillKrillError(Exception):
+    """Root of every error KillKrill raises on purpose."""
+
+
+class ConfigError(KillKrillError):
+    """Raised when settings are invalid; the message names the setting and how to fix it."""
+
+
+class PermanentError(KillKrillError):
+    """Raised when retrying the same input can never succeed: dead-letter it instead."""
+
+
+class ValidationError(PermanentError):
+    """Raised when a record is malformed.
+
+    ``field`` is the dotted path of the offending field (``""`` for the record as a whole)
+    and ``reason`` says what is wrong with it in words a person can act on.
+    """
+
+    def __init__(self, reason: str, *, field: str = "", index: int | None = None) -> None:
+        self.reason = reason
+        self.field = field
+        self.index = index
+        where = f"{field}: " if field else ""
+        at = f"record {index}: " if index is not None else ""
+        super().__init__(f"{at}{where}{reason}")
+
+
+class LogParseError(ValidationError):
+    """Raised when a log stream entry cannot be parsed into a log record (bad JSON, missing
+    required fields). The worker dead-letters the entry before raising."""
+
+
+class RejectedBySink(PermanentError):
+    """Raised when a sink refuses a record for good (for example an Elasticsearch mapping
+    conflict); ``reason`` is the sink's own explanation."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class RetryableError(KillKrillError):
+    """Raised when the same call may succeed later; ``delay`` is a hint in seconds."""
+
+    def __init__(self, message: str, *, delay: float = 1.0) -> None:
+        self.delay = delay
+        super().__init__(message)
+
+
+class ServiceUnavailable(RetryableError):
+    """Raised when Redis, PostgreSQL or Elasticsearch cannot be reached or timed out."""
+
+
+class Backpressure(RetryableError):
+    """Raised when a stream's unread backlog is over its limit; retry after ``delay``."""
+
+
+class DevServiceError(KillKrillError):
+    """Raised when the local service manager cannot install or start a service."""

@@ -1,0 +1,1 @@
+"""Record schemas shared by receivers and workers."""

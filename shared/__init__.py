@@ -1,0 +1,1 @@
+"""Seed-compatible import path: ``shared.models`` re-exports :mod:`killkrill.db`. No logic here."""

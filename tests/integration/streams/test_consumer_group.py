@@ -1,0 +1,213 @@
+"""The shared consumer machinery against a real Redis: groups, reclaim, ack, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from killkrill.errors import LogParseError, ServiceUnavailable, ValidationError
+from killkrill.streams import async_client
+from killkrill.streams.consumer import ConsumerGroup, Entry
+from killkrill.streams.dead_letter import list_dead_letters, replay_dead_letters
+from killkrill.workers.base import (
+    DELIVERED,
+    BatchResult,
+    Item,
+    Outcome,
+    Reject,
+    Retry,
+    StreamWorker,
+)
+from killkrill.workers.retry import Backoff
+
+STREAM = "unit-stream"
+
+
+@pytest.fixture
+async def aclient(redis_url: str, redis_client: redis.Redis) -> AsyncIterator[aioredis.Redis]:
+    client = async_client(redis_url)
+    yield client
+    await client.aclose()
+
+
+def _add(redis_client: redis.Redis, *payloads: object) -> list[str]:
+    return [
+        redis_client.xadd(STREAM, {"data": json.dumps(p) if not isinstance(p, bytes) else p}).decode()
+        for p in payloads
+    ]
+
+
+def parse(entry: Entry) -> dict[str, object]:
+    try:
+        record = json.loads(entry.data)
+    except ValueError as exc:
+        raise LogParseError(f"not JSON: {exc}", field="data") from exc
+    if not isinstance(record, dict) or "n" not in record:
+        raise LogParseError("required field is missing", field="n")
+    return record
+
+
+class ScriptedSink:
+    """A sink answering from a script of outcomes per attempt (our own boundary)."""
+
+    def __init__(self, *script: Mapping[int, Outcome] | Exception) -> None:
+        self.script = list(script)
+        self.calls: list[list[int]] = []
+
+    async def write(self, items: Sequence[Item[dict[str, object]]]) -> Mapping[str, Outcome]:
+        ns = [int(str(item.record["n"])) for item in items]
+        self.calls.append(ns)
+        step = self.script.pop(0) if self.script else {}
+        if isinstance(step, Exception):
+            raise step
+        return {item.entry.id: step.get(n, DELIVERED) for n, item in zip(ns, items, strict=True)}
+
+
+def _worker(client: aioredis.Redis, sink: ScriptedSink, **kw: int) -> StreamWorker[dict[str, object]]:
+    group = ConsumerGroup(client, STREAM, "g", "c1", claim_idle_ms=kw.pop("claim_idle_ms", 60_000))
+    return StreamWorker(
+        group, sink, parse, worker_name="test-worker", backoff=Backoff(base=0.001, cap=0.01),
+        parse_error=LogParseError, **kw,
+    )
+
+
+async def test_ensure_is_idempotent_and_creates_stream(aclient: aioredis.Redis) -> None:
+    group = ConsumerGroup(aclient, STREAM, "g", "c1")
+    await group.ensure()
+    await group.ensure()
+    assert await aclient.exists(STREAM) == 1
+    assert [g["name"] for g in await aclient.xinfo_groups(STREAM)] == [b"g"]
+
+
+async def test_ensure_does_not_swallow_other_errors(aclient: aioredis.Redis) -> None:
+    await aclient.set(STREAM, "not a stream")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        await ConsumerGroup(aclient, STREAM, "g", "c1").ensure()
+
+
+async def test_ack_deletes_so_length_is_backlog(aclient: aioredis.Redis, redis_client: redis.Redis) -> None:
+    group = ConsumerGroup(aclient, STREAM, "g", "c1")
+    await group.ensure()
+    _add(redis_client, {"n": 1}, {"n": 2}, {"n": 3})
+    entries = await group.read(2)
+    assert [e.deliveries for e in entries] == [1, 1]
+    await group.ack([e.id for e in entries])
+    assert redis_client.xlen(STREAM) == 1
+    assert await group.pending() == 0
+    assert await group.lag() == 1
+
+
+async def test_idle_pending_entries_of_a_dead_consumer_are_reclaimed(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    dead = ConsumerGroup(aclient, STREAM, "g", "dead", claim_idle_ms=50)
+    await dead.ensure()
+    ids = _add(redis_client, {"n": 1}, {"n": 2})
+    assert [e.id for e in await dead.read(10)] == ids
+    alive = ConsumerGroup(aclient, STREAM, "g", "alive", claim_idle_ms=50)
+    assert await alive.read(10) == []  # not idle long enough yet
+    await asyncio.sleep(0.1)
+    reclaimed = await alive.read(10)
+    assert [e.id for e in reclaimed] == ids
+    assert [e.deliveries for e in reclaimed] == [2, 2]
+    await alive.ack(ids)
+    assert await alive.pending() == 0
+
+
+async def test_dead_letter_keeps_payload_and_reason_and_replay_restores(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    group = ConsumerGroup(aclient, STREAM, "g", "c1")
+    await group.ensure()
+    raw = b'{"n": \xff broken'
+    [entry_id] = _add(redis_client, raw)
+    [entry] = await group.read(1)
+    await group.dead_letter([(entry, "not JSON")], attempts=1, worker="w1")
+    assert redis_client.xlen(STREAM) == 0
+    assert await group.pending() == 0
+    [letter] = list_dead_letters(redis_client, group.dead_letter_stream)
+    assert (letter.data, letter.reason, letter.source_stream, letter.source_id) == (
+        raw, "not JSON", STREAM, entry_id,
+    )
+    assert (letter.attempts, letter.worker) == (1, "w1")
+    assert letter.failed_at > 0
+    replayed = replay_dead_letters(redis_client, group.dead_letter_stream)
+    assert [old for old, _ in replayed] == [letter.id]
+    assert redis_client.xlen(group.dead_letter_stream) == 0
+    [(_, fields)] = redis_client.xrange(STREAM)
+    assert fields[b"data"] == raw
+
+
+async def test_batch_delivers_rejects_and_dead_letters_parse_failures(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    _add(redis_client, {"n": 1}, {"bad": True}, {"n": 3}, b"{not json")
+    sink = ScriptedSink({3: Reject("mapper_parsing_exception: n is not a date")})
+    result = await _worker(aclient, sink).run_batch(10)
+    assert (result["success"], result["failed"], result.dead_lettered) == (1, 3, 3)
+    letters = list_dead_letters(redis_client, f"{STREAM}:dead-letter")
+    reasons = sorted(letter.reason for letter in letters)
+    assert any("n: required field is missing" in r for r in reasons)
+    assert any("not JSON" in r for r in reasons)
+    assert any("mapper_parsing_exception" in r for r in reasons)
+    assert redis_client.xlen(STREAM) == 0
+
+
+async def test_stop_on_error_raises_after_handling_the_rest(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    _add(redis_client, {"n": 1}, {"bad": True}, {"n": 3})
+    sink = ScriptedSink()
+    with pytest.raises(LogParseError, match="moved to unit-stream:dead-letter"):
+        await _worker(aclient, sink).run_batch(10, stop_on_error=True)
+    assert sink.calls == [[1, 3]]
+    assert redis_client.xlen(STREAM) == 0
+    assert redis_client.xlen(f"{STREAM}:dead-letter") == 1
+
+
+async def test_retryable_items_are_retried_then_delivered(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    _add(redis_client, {"n": 1}, {"n": 2})
+    sink = ScriptedSink(ServiceUnavailable("timeout"), {2: Retry("429 too many requests")})
+    result = await _worker(aclient, sink).run_batch(10, max_retries=2)
+    assert sink.calls == [[1, 2], [1, 2], [2]]
+    assert (result.success, result.failed, result.retries, result.attempts) == (2, 0, 2, 3)
+    assert redis_client.xlen(STREAM) == 0
+
+
+async def test_exhausted_retries_stay_pending_then_dead_letter_past_max_deliveries(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    _add(redis_client, {"n": 1})
+    always_busy = [{1: Retry("503 unavailable")}] * 10
+    worker = _worker(aclient, ScriptedSink(*always_busy), claim_idle_ms=0, max_deliveries=2)
+    first = await worker.run_batch(10, max_retries=1)
+    assert (first.success, first.pending, first.failed) == (0, 1, 1)
+    assert redis_client.xlen(STREAM) == 1  # not acked: it comes back
+    second = await worker.run_batch(10, max_retries=0)  # redelivered (deliveries=2)
+    assert second.pending == 1
+    third = await worker.run_batch(10)  # deliveries=3 > max_deliveries
+    assert third.dead_lettered == 1
+    [letter] = list_dead_letters(redis_client, f"{STREAM}:dead-letter")
+    assert "delivered 3 times" in letter.reason
+    assert redis_client.xlen(STREAM) == 0
+
+
+async def test_run_drains_in_chunks_and_raises_parse_error_last(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    _add(redis_client, *[{"n": i} for i in range(25)], {"bad": 1})
+    sink = ScriptedSink()
+    with pytest.raises(ValidationError):
+        await _worker(aclient, sink).run(100, chunk=10, stop_on_error=True)
+    assert sum(len(c) for c in sink.calls) == 25
+    assert max(len(c) for c in sink.calls) <= 10
+    assert redis_client.xlen(STREAM) == 0
+    result = await _worker(aclient, sink).run(100, chunk=10)
+    assert result == BatchResult()
