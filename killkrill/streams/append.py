@@ -43,7 +43,7 @@ for i = 4, #ARGV do
 end
 return ids
 """
-_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
+_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()
 
 
 async def stream_backlog(client: aioredis.Redis, stream: str) -> int:

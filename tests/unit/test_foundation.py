@@ -175,6 +175,7 @@ def test_status_line_is_readable() -> None:
 
 
 def test_port_offset_must_be_an_integer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("KILLKRILL_DEV_PORT_OFFSET", "lots")
     with pytest.raises(DevServiceError, match="must be an integer"):
         ServiceManager(["redis"]).env()

@@ -37,7 +37,9 @@ async def aclient(redis_url: str, redis_client: redis.Redis) -> AsyncIterator[ai
 
 def _add(redis_client: redis.Redis, *payloads: object) -> list[str]:
     return [
-        redis_client.xadd(STREAM, {"data": json.dumps(p) if not isinstance(p, bytes) else p}).decode()
+        redis_client.xadd(
+            STREAM, {"data": json.dumps(p) if not isinstance(p, bytes) else p}
+        ).decode()
         for p in payloads
     ]
 
@@ -68,11 +70,18 @@ class ScriptedSink:
         return {item.entry.id: step.get(n, DELIVERED) for n, item in zip(ns, items, strict=True)}
 
 
-def _worker(client: aioredis.Redis, sink: ScriptedSink, **kw: int) -> StreamWorker[dict[str, object]]:
+def _worker(
+    client: aioredis.Redis, sink: ScriptedSink, **kw: int
+) -> StreamWorker[dict[str, object]]:
     group = ConsumerGroup(client, STREAM, "g", "c1", claim_idle_ms=kw.pop("claim_idle_ms", 60_000))
     return StreamWorker(
-        group, sink, parse, worker_name="test-worker", backoff=Backoff(base=0.001, cap=0.01),
-        parse_error=LogParseError, **kw,
+        group,
+        sink,
+        parse,
+        worker_name="test-worker",
+        backoff=Backoff(base=0.001, cap=0.01),
+        parse_error=LogParseError,
+        **kw,
     )
 
 
@@ -90,7 +99,9 @@ async def test_ensure_does_not_swallow_other_errors(aclient: aioredis.Redis) -> 
         await ConsumerGroup(aclient, STREAM, "g", "c1").ensure()
 
 
-async def test_ack_deletes_so_length_is_backlog(aclient: aioredis.Redis, redis_client: redis.Redis) -> None:
+async def test_ack_deletes_so_length_is_backlog(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
     group = ConsumerGroup(aclient, STREAM, "g", "c1")
     await group.ensure()
     _add(redis_client, {"n": 1}, {"n": 2}, {"n": 3})
@@ -132,7 +143,10 @@ async def test_dead_letter_keeps_payload_and_reason_and_replay_restores(
     assert await group.pending() == 0
     [letter] = list_dead_letters(redis_client, group.dead_letter_stream)
     assert (letter.data, letter.reason, letter.source_stream, letter.source_id) == (
-        raw, "not JSON", STREAM, entry_id,
+        raw,
+        "not JSON",
+        STREAM,
+        entry_id,
     )
     assert (letter.attempts, letter.worker) == (1, "w1")
     assert letter.failed_at > 0
