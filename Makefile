@@ -8,11 +8,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 KK := $(BIN)/killkrill
 # Real peers the integration tests drive: syslog clients/servers and a Prometheus server.
-PEER_PACKAGES := util-linux rsyslog prometheus
+PEER_PACKAGES := bsdutils rsyslog prometheus openssl
 SERVICES_ENV = eval "$$($(KK) dev services env)"
 PYTEST_ARGS ?=
 
-.PHONY: install peers services services-down run smoke lint typecheck test unit clean
+.PHONY: install peers services services-down run up lint test unit clean
 
 install: $(VENV)/.installed ## Create .venv with the package and its dev extras
 
@@ -23,9 +23,10 @@ $(VENV)/.installed: pyproject.toml
 
 peers: ## Install the real protocol peers the tests use (Debian packages), when missing
 	@missing=""; \
-	command -v logger >/dev/null || missing="$$missing util-linux"; \
+	command -v logger >/dev/null || missing="$$missing bsdutils"; \
 	command -v rsyslogd >/dev/null || test -x /usr/sbin/rsyslogd || missing="$$missing rsyslog"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing (apt-get install$$missing)"; exit 1; fi; \
 	  echo "installing:$$missing"; \
@@ -40,8 +41,11 @@ services: install ## Start real Redis, PostgreSQL and Elasticsearch on loopback 
 services-down: install ## Stop the local services
 	$(KK) dev services down
 
-run: services ## The main job: start the services and run the smoke pipeline check
+run: services ## The main job: start the services, run the pipeline end to end on sample data
 	$(SERVICES_ENV); $(KK) dev smoke
+
+up: services ## The pipeline in the foreground (receivers :8080, syslog :5140) until Ctrl-C
+	$(SERVICES_ENV); $(KK) up
 
 lint: install ## ruff (lint + format check), mypy --strict, import layering
 	$(BIN)/ruff check .

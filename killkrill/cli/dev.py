@@ -7,7 +7,7 @@ import shlex
 import click
 
 from killkrill.dev import ServiceManager
-from killkrill.dev.smoke import run_smoke
+from killkrill.dev.smoke import run_pipeline_smoke, run_smoke
 
 __all__ = ["dev"]
 
@@ -58,7 +58,18 @@ def env(names: tuple[str, ...]) -> None:
 
 
 @dev.command()
-def smoke() -> None:
-    """Write and read back real data in each service (XADD/XRANGE, INSERT/SELECT, index/search)."""
-    for line in run_smoke(ServiceManager().env()):
+@click.option(
+    "--pipeline/--services-only",
+    default=True,
+    help="Also run the whole pipeline end to end on sample data (default).",
+)
+@click.option("--logs", default=1000, show_default=True, help="Log records to send through.")
+def smoke(pipeline: bool, logs: int) -> None:
+    """Check the services (XADD/XRANGE, INSERT/SELECT, index/search), then run the pipeline
+    (receivers, log worker, metrics worker) end to end on sample data and show what arrived."""
+    env = ServiceManager().env()
+    for line in run_smoke(env):
         click.echo(line)
+    if pipeline:
+        for line in run_pipeline_smoke(env, logs=logs):
+            click.echo(line)

@@ -7,7 +7,12 @@ import sys
 import click
 
 from killkrill import __version__
+from killkrill.cli.db import db
 from killkrill.cli.dev import dev
+from killkrill.cli.dlq import dlq
+from killkrill.cli.receiver import receiver
+from killkrill.cli.up import up
+from killkrill.cli.worker import worker
 from killkrill.errors import KillKrillError
 
 __all__ = ["cli", "main"]
@@ -20,6 +25,11 @@ def cli() -> None:
 
 
 cli.add_command(dev)
+cli.add_command(receiver)
+cli.add_command(worker)
+cli.add_command(dlq)
+cli.add_command(db)
+cli.add_command(up)
 
 
 def main(argv: list[str] | None = None) -> None:

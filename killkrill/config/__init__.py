@@ -16,10 +16,48 @@ from killkrill.config.common import (
     RedisSettings,
     load_config_file,
 )
+from killkrill.config.receivers import (
+    ApiKey,
+    AuthSettings,
+    BackpressureSettings,
+    HttpReceiverSettings,
+    ReceiverSettings,
+    RecordLimitSettings,
+    SyslogSettings,
+    hash_api_key,
+)
+from killkrill.config.workers import (  # log worker, shared consumer/retry, metrics worker
+    AggregationSettings,
+    ConsumerSettings,
+    ExpositionSettings,
+    LogTransformSettings,
+    LogWorkerSettings,
+    MetricsWorkerSettings,
+    OpsSettings,
+    RetentionSettings,
+    RetrySettings,
+)
 
 __all__ = [
+    "AggregationSettings",
+    "ApiKey",
+    "AuthSettings",
+    "BackpressureSettings",
+    "ConsumerSettings",
     "DatabaseSettings",
     "ElasticsearchSettings",
+    "ExpositionSettings",
+    "HttpReceiverSettings",
+    "LogTransformSettings",
+    "LogWorkerSettings",
+    "MetricsWorkerSettings",
+    "OpsSettings",
+    "ReceiverSettings",
+    "RecordLimitSettings",
     "RedisSettings",
+    "RetentionSettings",
+    "RetrySettings",
+    "SyslogSettings",
+    "hash_api_key",
     "load_config_file",
 ]

@@ -9,7 +9,7 @@ from alembic.config import Config
 
 from killkrill.db.engine import normalise_url
 
-__all__ = ["alembic_config", "current", "upgrade"]
+__all__ = ["alembic_config", "current", "head", "upgrade"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -38,3 +38,12 @@ def current(url: str) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     finally:
         engine.dispose()
+
+
+def head() -> str | None:
+    """The newest revision shipped in :mod:`killkrill.db.migrations`."""
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(cfg).get_current_head()

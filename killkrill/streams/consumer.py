@@ -60,11 +60,13 @@ class ConsumerGroup:
     consumer: str = field(default_factory=default_consumer_name)
     claim_idle_ms: int = 60_000
     """Pending entries idle this long (ms) are taken over from whichever consumer held them."""
+    dead_letter_key: str | None = None
+    """Where entries that can never succeed go; default ``<stream>:dead-letter``."""
     _claim_cursor: str = field(default="0-0", init=False)
 
     @property
     def dead_letter_stream(self) -> str:
-        return StreamNames.dead_letter(self.stream)
+        return self.dead_letter_key or StreamNames.dead_letter(self.stream)
 
     async def ensure(self) -> None:
         """Create the group (and the stream) if missing; an existing group is kept as is."""

@@ -172,6 +172,36 @@ class StreamWorker(Generic[R]):
         With ``stop_on_error``, a parse failure raises ``parse_error`` *after* the whole batch
         is handled (the bad entries are already in the dead-letter stream by then).
         """
+        result, parse_failures = await self._handle_batch(count, block_ms, max_retries)
+        if stop_on_error and parse_failures:
+            raise self._parse_failure(parse_failures)
+        return result
+
+    async def run(
+        self, count: int, *, chunk: int, max_retries: int | None = None, stop_on_error: bool = False
+    ) -> BatchResult:
+        """Handle up to ``count`` entries in batches of ``chunk`` until the stream is drained.
+
+        With ``stop_on_error``, parse failures raise once, after all batches are handled.
+        """
+        total = BatchResult()
+        parse_failures: list[str] = []
+        while total.read < count:
+            batch, failures = await self._handle_batch(
+                min(chunk, count - total.read), None, max_retries
+            )
+            total.merge(batch)
+            parse_failures.extend(failures)
+            if batch.read == 0:
+                break
+        if stop_on_error and parse_failures:
+            raise self._parse_failure(parse_failures)
+        return total
+
+    async def _handle_batch(
+        self, count: int, block_ms: int | None, max_retries: int | None
+    ) -> tuple[BatchResult, list[str]]:
+        """One read and its whole handling; returns the result and the parse-failure reasons."""
         entries = await self.group.read(count, block_ms)
         result = BatchResult(read=len(entries))
         items, rejected = self._parse_all(entries)
@@ -179,38 +209,13 @@ class StreamWorker(Generic[R]):
             reason for entry, reason in rejected if entry.deliveries <= self.max_deliveries
         ]
         await self._dead_letter(rejected, result, attempts=0)
-        await self._write_with_retries(
-            items, result, self.max_retries if max_retries is None else max_retries
-        )
-        if stop_on_error and parse_failures:
-            more = f" (and {len(parse_failures) - 1} more)" if len(parse_failures) > 1 else ""
-            raise self.parse_error(
-                f"{parse_failures[0]}{more}; moved to {self.group.dead_letter_stream}"
-            )
-        return result
+        retries = self.max_retries if max_retries is None else max_retries
+        await self._write_with_retries(items, result, retries)
+        return result, parse_failures
 
-    async def run(
-        self, count: int, *, chunk: int, max_retries: int | None = None, stop_on_error: bool = False
-    ) -> BatchResult:
-        """Handle up to ``count`` entries in batches of ``chunk`` until the stream is drained."""
-        total = BatchResult()
-        first_error: ValidationError | None = None
-        while total.read < count:
-            try:
-                batch = await self.run_batch(
-                    min(chunk, count - total.read),
-                    max_retries=max_retries,
-                    stop_on_error=stop_on_error,
-                )
-            except ValidationError as exc:  # keep going; raise once everything is handled
-                first_error = first_error or exc
-                continue
-            total.merge(batch)
-            if batch.read == 0:
-                break
-        if first_error is not None:
-            raise first_error
-        return total
+    def _parse_failure(self, reasons: Sequence[str]) -> ValidationError:
+        more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+        return self.parse_error(f"{reasons[0]}{more}; moved to {self.group.dead_letter_stream}")
 
     def _parse_all(self, entries: Sequence[Entry]) -> tuple[list[Item[R]], list[tuple[Entry, str]]]:
         items: list[Item[R]] = []

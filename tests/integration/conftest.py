@@ -157,3 +157,67 @@ def db_session(database_schema: str) -> Iterator[Session]:
     with engine.begin() as conn:
         _truncate_tables(conn.connection.dbapi_connection)
     engine.dispose()
+
+
+# --- metrics worker ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def metrics_worker_config(redis_client: redis.Redis, database_schema: str) -> dict[str, Any]:
+    """Configure the metrics worker for testing (the seed's shape: Redis as host/port/db)."""
+    kwargs = redis_client.connection_pool.connection_kwargs
+    return {
+        "redis_url": kwargs["host"],
+        "redis_port": kwargs["port"],
+        "redis_db": kwargs["db"],
+        "database_url": database_schema,
+        "batch_size": 10,
+        # One-hour buckets: samples of a test never straddle a bucket boundary.
+        "bucket_seconds": 3600,
+        "timeout": 5,
+    }
+
+
+@pytest.fixture
+def metrics_worker(metrics_worker_config: dict[str, Any]) -> Iterator[Any]:
+    """Instantiate the metrics worker with the test config, on empty tables; its Redis and
+    PostgreSQL connections are closed afterwards.
+
+    Tables are emptied before the test only: at teardown a ``db_session`` of the same test
+    may still hold a transaction that a TRUNCATE would wait for (``db_session`` empties them
+    itself once it has rolled back).
+    """
+    from metrics_worker.worker import MetricsWorker
+
+    worker = MetricsWorker(metrics_worker_config)
+    with worker.engine.begin() as conn:
+        _truncate_tables(conn.connection.dbapi_connection)
+    yield worker
+    worker.close()
+
+
+# --- log worker -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def log_worker_config(redis_client: redis.Redis, elasticsearch_url: str) -> dict[str, Any]:
+    """Configure log worker for testing (the seed's shape; Elasticsearch from the env)."""
+    return {
+        "redis_url": redis_client.connection_pool.connection_kwargs["host"],
+        "redis_port": redis_client.connection_pool.connection_kwargs["port"],
+        "redis_db": redis_client.connection_pool.connection_kwargs["db"],
+        "elasticsearch_url": elasticsearch_url,
+        "elasticsearch_index": "logs-test",
+        "batch_size": 10,
+        "timeout": 5,
+    }
+
+
+@pytest.fixture
+def log_worker(log_worker_config: dict[str, Any]) -> Iterator[Any]:
+    """Instantiate log worker with test config (closed after the test)."""
+    from log_worker.worker import LogWorker
+
+    worker = LogWorker(log_worker_config)
+    yield worker
+    worker.close()

@@ -225,3 +225,25 @@ async def test_run_drains_in_chunks_and_raises_parse_error_last(
     assert redis_client.xlen(STREAM) == 0
     result = await _worker(aclient, sink).run(100, chunk=10)
     assert result == BatchResult()
+
+
+async def test_run_never_reads_more_than_count_even_when_a_batch_has_parse_errors(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    _add(redis_client, {"bad": 1}, *[{"n": i} for i in range(25)])
+    sink = ScriptedSink()
+    with pytest.raises(LogParseError, match="required field is missing"):
+        await _worker(aclient, sink).run(12, chunk=10, stop_on_error=True)
+    assert sum(len(c) for c in sink.calls) == 11  # 12 read: 1 dead-lettered, 11 delivered
+    assert redis_client.xlen(STREAM) == 26 - 12
+
+
+async def test_dead_letter_stream_can_be_named(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    group = ConsumerGroup(aclient, STREAM, "g", "c1", dead_letter_key="custom-dlq")
+    await group.ensure()
+    _add(redis_client, b"x")
+    [entry] = await group.read(1)
+    await group.dead_letter([(entry, "bad")], attempts=1, worker="w")
+    assert redis_client.xlen("custom-dlq") == 1

@@ -1,0 +1,99 @@
+"""``killkrill db``: schema migrations and retention of the PostgreSQL aggregates.
+
+The database URL comes from ``--database-url``, else ``DATABASE_URL``, else
+``TEST_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import click
+
+from killkrill.errors import ConfigError
+
+__all__ = ["db", "parse_duration"]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_duration(value: str) -> float:
+    """``90``, ``90s``, ``15m``, ``12h``, ``7d``, ``2w`` -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", value)
+    if not m:
+        raise click.BadParameter(f"{value!r} is not a duration such as 90s, 15m, 12h, 7d, 2w")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+_url = click.option(
+    "--database-url", help="PostgreSQL URL (env DATABASE_URL, then TEST_DATABASE_URL)."
+)
+
+
+def _database_url(given: str | None) -> str:
+    url = given or os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+    if not url:
+        raise ConfigError("no database: pass --database-url or set DATABASE_URL")
+    return url
+
+
+@click.group()
+def db() -> None:
+    """The PostgreSQL schema (Alembic) and retention of metric aggregates."""
+
+
+@db.command()
+@_url
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def upgrade(database_url: str | None, revision: str) -> None:
+    """Migrate the database to REVISION (default: the newest). Idempotent."""
+    from killkrill.db.migrate import current
+    from killkrill.db.migrate import upgrade as run_upgrade
+
+    url = _database_url(database_url)
+    before = current(url)
+    run_upgrade(url, revision)
+    after = current(url)
+    click.echo(f"database at revision {after} (was {before or 'empty'})")
+
+
+@db.command("current")
+@_url
+def current_cmd(database_url: str | None) -> None:
+    """Print the revision the database is at, and the newest one shipped."""
+    from killkrill.db.migrate import current, head
+
+    click.echo(f"{current(_database_url(database_url)) or 'empty'} (head {head()})")
+
+
+@db.command()
+@_url
+@click.option(
+    "--older-than",
+    required=True,
+    help="Delete buckets that ended longer ago than this (e.g. 7d, 12h, 90m).",
+)
+@click.option(
+    "--ledger-older-than",
+    default=None,
+    help="Also delete exactly-once ledger rows of entries created longer ago than this "
+    "(default: the same age). Keep it above the longest time an entry may stay pending.",
+)
+def prune(database_url: str | None, older_than: str, ledger_older_than: str | None) -> None:
+    """Delete old metric buckets, series left without buckets, and old ledger rows."""
+    from killkrill.db import create_engine
+    from killkrill.db.retention import prune_aggregates, prune_ledger_older_than
+
+    age = parse_duration(older_than)
+    ledger_age = parse_duration(ledger_older_than) if ledger_older_than else age
+    engine = create_engine(_database_url(database_url))
+    try:
+        with engine.begin() as conn:
+            result = prune_aggregates(conn, age)
+            ledger = prune_ledger_older_than(conn, ledger_age)
+    finally:
+        engine.dispose()
+    click.echo(
+        f"deleted {result.buckets} bucket(s), {result.series} series, {ledger} ledger row(s)"
+    )

@@ -1,0 +1,433 @@
+"""Settings of the workers: the shared consumer/retry groups and the log worker's root.
+
+* :class:`ConsumerSettings` - how a worker reads its stream through a consumer group
+  (batch size, blocking read, reclaim of dead consumers' entries, delivery cap).
+* :class:`RetrySettings` - how often and how patiently a batch's retryable items are
+  written again before they are left pending for a later delivery.
+* :class:`LogTransformSettings` - what the log worker adds to, drops from and renames in
+  each record.
+* :class:`OpsSettings` - the small HTTP port with ``/healthz``, ``/readyz``, ``/metrics``.
+* :class:`LogWorkerSettings` - everything one log worker process reads; build it with
+  :meth:`LogWorkerSettings.load` (defaults < config file < ``KILLKRILL_*`` env <
+  ``REDIS_URL``/``ELASTICSEARCH_URL`` < flags); the seed's flat dict is translated into it
+  by :func:`killkrill.workers.logs.settings_from_seed`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from killkrill import __version__
+from killkrill.config.common import (
+    DatabaseSettings,
+    ElasticsearchSettings,
+    RedisSettings,
+    _Group,
+    load_config_file,
+)
+from killkrill.errors import ConfigError
+
+__all__ = [
+    "AggregationSettings",
+    "ConsumerSettings",
+    "ExpositionSettings",
+    "LogTransformSettings",
+    "LogWorkerSettings",
+    "MetricsWorkerSettings",
+    "OpsSettings",
+    "RetentionSettings",
+    "RetrySettings",
+    "merge_settings",
+    "set_dotted",
+    "validate_log_worker_settings",
+    "validate_metrics_worker_settings",
+]
+
+_PIPELINE_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+class ConsumerSettings(_Group):
+    """How a worker reads its stream through a consumer group (shared by every worker)."""
+
+    group: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Consumer group name. Default: the worker kind (`log-worker`), so every "
+        "replica of one kind shares the work of a stream.",
+    )
+    name: str | None = Field(
+        default=None,
+        min_length=1,
+        description="This process's consumer name. Default `<pod or host>-<pid>`; must be unique "
+        "per running process, or two processes would share one pending list.",
+    )
+    batch_size: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="Entries read, and written to the sink, per batch (default 500).",
+    )
+    in_flight: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="Batches one long-running process handles at once (default 2): while one "
+        "waits for the sink, the next is read and parsed. 1 makes the worker strictly "
+        "sequential. The sync `process_batch` API is always sequential.",
+    )
+    block_ms: int = Field(
+        default=1000,
+        ge=0,
+        description="Milliseconds a read waits for new entries when the stream is empty "
+        "(default 1000; 0 means do not wait). Bounds how long SIGTERM waits on an idle worker.",
+    )
+    claim_idle_ms: int = Field(
+        default=60_000,
+        ge=1,
+        description="Milliseconds an entry must sit unacknowledged in another consumer's "
+        "pending list before this one reclaims it with XAUTOCLAIM (default 60 s). Keep it "
+        "well above the slowest batch, or live consumers' work is stolen and written twice "
+        "(harmless, since writes are idempotent, but wasted).",
+    )
+    max_deliveries: int = Field(
+        default=10,
+        ge=1,
+        description="Deliveries after which an entry that still fails is dead-lettered "
+        "instead of being retried again (default 10).",
+    )
+
+
+class RetrySettings(_Group):
+    """Retries of retryable sink failures within one batch: exponential backoff, jitter, cap.
+
+    The delay before attempt ``n`` (1-based, after the first) is
+    ``min(max_backoff, initial_backoff * multiplier ** (n - 1))``, scaled by a random
+    factor in ``[1 - jitter, 1]``. After ``max_retries`` retries the items stay pending
+    (not acknowledged) and come back on a later delivery.
+    """
+
+    max_retries: int = Field(
+        default=3, ge=0, description="Retries per batch after the first attempt (default 3)."
+    )
+    initial_backoff: float = Field(
+        default=0.2, ge=0, description="Seconds before the first retry (default 0.2)."
+    )
+    max_backoff: float = Field(
+        default=10.0, ge=0, description="Upper bound of one wait, in seconds (default 10)."
+    )
+    multiplier: float = Field(
+        default=2.0, ge=1, description="Growth of the wait from one retry to the next (2)."
+    )
+    jitter: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Fraction of each wait that is random (default 0.5), so replicas that "
+        "failed together do not retry together.",
+    )
+
+
+class LogTransformSettings(_Group):
+    """What the log worker does to each record between parsing and indexing."""
+
+    environment: str = Field(
+        default="development",
+        description="Value of the `environment` field added to every document "
+        "(e.g. production, staging). Env: KILLKRILL_TRANSFORM__ENVIRONMENT.",
+    )
+    version: str = Field(
+        default=__version__,
+        description="Value of the `version` field added to every document: the version of "
+        "what produced the logs or of the pipeline. Default: KillKrill's own version.",
+    )
+    drop_fields: list[str] = Field(
+        default_factory=list,
+        description="Top-level fields removed from every record before indexing (e.g. "
+        "`password`). Required fields cannot be dropped.",
+    )
+    rename_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Top-level fields renamed before indexing, old name -> new name "
+        "(e.g. `{msg_id: message_id}`). Required fields cannot be renamed.",
+    )
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> LogTransformSettings:
+        protected = {"timestamp", "service", "level", "message", "@timestamp"}
+        touched = set(self.drop_fields) | set(self.rename_fields) | set(self.rename_fields.values())
+        bad = sorted(touched & protected)
+        if bad:
+            raise ValueError(f"fields {', '.join(bad)} are required and cannot be dropped/renamed")
+        if any(not name or name.startswith("_") for name in self.rename_fields.values()):
+            raise ValueError("renamed fields must be non-empty and not start with '_'")
+        return self
+
+
+class OpsSettings(_Group):
+    """The operations HTTP port of a long-running worker."""
+
+    host: str = Field(default="0.0.0.0", description="Address to listen on.")
+    port: int = Field(
+        default=9102,
+        ge=0,
+        le=65535,
+        description="TCP port for /healthz, /readyz and /metrics (default 9102; 0 picks a free "
+        "port, reported in the start log line).",
+    )
+
+
+class LogWorkerSettings(_Group):
+    """Everything one log worker process reads."""
+
+    pipeline: str = Field(
+        default="default",
+        description="Pipeline name: prefixes stream keys (`<pipeline>:logs-stream`) and is "
+        "part of every document `_id`.",
+    )
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
+    stream: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Stream to read. Default: the pipeline's logs stream (`logs-stream`).",
+    )
+    dead_letter_stream: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Where entries that can never succeed go. Default `<stream>:dead-letter`.",
+    )
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    transform: LogTransformSettings = Field(default_factory=LogTransformSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
+    install_template: bool = Field(
+        default=True,
+        description="Install (or update) the index template `killkrill-<index_prefix>` at "
+        "start. Turn off when the template is managed elsewhere.",
+    )
+    number_of_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="`index.number_of_replicas` in the template; unset keeps the cluster's "
+        "default (1). Use 0 on a single-node cluster to keep it green.",
+    )
+
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline(cls, value: str) -> str:
+        if not _PIPELINE_RE.fullmatch(value):
+            raise ValueError("must be a DNS label (lowercase letters, digits, '-')")
+        return value
+
+    @field_validator("elasticsearch")
+    @classmethod
+    def _index_prefix(cls, value: ElasticsearchSettings) -> ElasticsearchSettings:
+        prefix = value.index_prefix
+        if not prefix or prefix != prefix.lower() or any(c in prefix for c in ' "*\\<|,>/?#:'):
+            raise ValueError(
+                "elasticsearch.index_prefix must be a lowercase index name without "
+                'spaces or any of " * \\ < | , > / ? # :'
+            )
+        return value
+
+    @classmethod
+    def load(
+        cls, config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> LogWorkerSettings:
+        """Defaults < ``config_file`` (its ``log_worker`` section if present) <
+        ``KILLKRILL_*`` env (``KILLKRILL_CONSUMER__BATCH_SIZE=1000``) < ``REDIS_URL`` and
+        ``ELASTICSEARCH_URL`` < ``overrides`` (dotted keys such as ``consumer.name``, from
+        flags; ``None`` values are ignored).
+
+        Raises :class:`ConfigError` listing every invalid setting at once.
+        """
+        data: dict[str, Any] = {}
+        if config_file is not None:
+            raw = load_config_file(config_file)
+            data = raw.get("log_worker", raw)
+        data = merge_settings(data, _env_layer(set(cls.model_fields)))
+        for var, path in (("REDIS_URL", "redis.url"), ("ELASTICSEARCH_URL", "elasticsearch.url")):
+            if os.environ.get(var):
+                set_dotted(data, path, os.environ[var])
+        for dotted, value in (overrides or {}).items():
+            if value is not None:
+                set_dotted(data, dotted, value)
+        return validate_log_worker_settings(data)
+
+
+def validate_log_worker_settings(data: dict[str, Any]) -> LogWorkerSettings:
+    """Validate ``data``; raise :class:`ConfigError` listing every invalid setting at once."""
+    try:
+        return LogWorkerSettings.model_validate(data)
+    except PydanticValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("invalid log worker settings:\n" + "\n".join(lines)) from None
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data["a"]["b"] = value`` for ``dotted="a.b"``, creating the levels between."""
+    node = data
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _env_layer(roots: set[str]) -> dict[str, Any]:
+    """``KILLKRILL_A__B=v`` as ``{"a": {"b": "v"}}`` for top-level names in ``roots``."""
+    out: dict[str, Any] = {}
+    for key, value in os.environ.items():
+        if not key.startswith("KILLKRILL_"):
+            continue
+        path = key[len("KILLKRILL_") :].lower().split("__")
+        if path[0] in roots:
+            set_dotted(out, ".".join(path), value)
+    return out
+
+
+def merge_settings(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``top`` recursively (nested dicts merge; other values replace)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_settings(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+# --- metrics worker ---------------------------------------------------------------------------
+
+
+class AggregationSettings(_Group):
+    """How the metrics worker folds samples into PostgreSQL buckets."""
+
+    bucket_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=86_400,
+        description="Width of an aggregation bucket in seconds (default 60). Buckets start "
+        "at multiples of it since the epoch, by each sample's own timestamp.",
+    )
+    max_series_per_metric: int = Field(
+        default=10_000,
+        ge=1,
+        description="Cardinality cap: distinct label sets one metric name may have (default "
+        "10,000). Samples that would open a series beyond it are dead-lettered as a label "
+        "explosion; existing series keep aggregating.",
+    )
+    statement_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds one PostgreSQL transaction's statement may run (default 30) "
+        "before it is cancelled and the batch retried.",
+    )
+
+
+class ExpositionSettings(_Group):
+    """What ``/metrics`` of the metrics worker shows of the aggregates."""
+
+    enabled: bool = Field(
+        default=True, description="Expose the aggregates at /metrics (default on)."
+    )
+    max_age_seconds: int = Field(
+        default=900,
+        ge=1,
+        description="Series whose newest sample is older than this many seconds are left "
+        "out, so stopped series disappear from Prometheus (default 900 s).",
+    )
+
+
+class RetentionSettings(_Group):
+    """Pruning of old aggregates, orphaned series and spent ledger rows by the worker."""
+
+    max_age_seconds: int = Field(
+        default=7 * 86_400,
+        ge=60,
+        description="Buckets that ended more than this many seconds ago are deleted "
+        "(default 7 days).",
+    )
+    interval_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds between pruning rounds of a long-running worker (default 300; "
+        "0 turns scheduled pruning off, leaving it to `killkrill db prune`).",
+    )
+
+
+class MetricsWorkerSettings(_Group):
+    """Everything one metrics worker process reads (build it with :meth:`load`)."""
+
+    pipeline: str = Field(
+        default="default",
+        description="Pipeline name: prefixes stream keys (`<pipeline>:metrics-stream`).",
+    )
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    streams: list[str] = Field(
+        default_factory=lambda: ["metrics"],
+        min_length=1,
+        description="Metric stream names to aggregate, each read as `<name>-stream` with its "
+        "own consumer group, concurrently (default: `metrics`, i.e. `metrics-stream`).",
+    )
+    consumer: ConsumerSettings = Field(default_factory=lambda: ConsumerSettings(batch_size=1000))
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    aggregation: AggregationSettings = Field(default_factory=AggregationSettings)
+    exposition: ExpositionSettings = Field(default_factory=ExpositionSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    ops: OpsSettings = Field(default_factory=lambda: OpsSettings(port=9103))
+
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline(cls, value: str) -> str:
+        if not _PIPELINE_RE.fullmatch(value):
+            raise ValueError("must be a DNS label (lowercase letters, digits, '-')")
+        return value
+
+    @field_validator("streams")
+    @classmethod
+    def _streams(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not re.fullmatch(r"[A-Za-z0-9_.:-]+", name)]
+        if bad:
+            raise ValueError(f"stream names {bad} may hold only letters, digits and _ . : -")
+        return value
+
+    @classmethod
+    def load(
+        cls, config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> MetricsWorkerSettings:
+        """Defaults < ``config_file`` (its ``metrics_worker`` section if present) <
+        ``KILLKRILL_*`` env (``KILLKRILL_AGGREGATION__BUCKET_SECONDS=10``) < ``REDIS_URL`` and
+        ``DATABASE_URL`` < ``overrides`` (dotted keys such as ``ops.port``, from flags;
+        ``None`` values are ignored).
+
+        Raises :class:`ConfigError` listing every invalid setting at once.
+        """
+        data: dict[str, Any] = {}
+        if config_file is not None:
+            raw = load_config_file(config_file)
+            data = raw.get("metrics_worker", raw)
+        data = merge_settings(data, _env_layer(set(cls.model_fields)))
+        for var, path in (("REDIS_URL", "redis.url"), ("DATABASE_URL", "database.url")):
+            if os.environ.get(var):
+                set_dotted(data, path, os.environ[var])
+        for dotted, value in (overrides or {}).items():
+            if value is not None:
+                set_dotted(data, dotted, value)
+        return validate_metrics_worker_settings(data)
+
+
+def validate_metrics_worker_settings(data: Mapping[str, Any]) -> MetricsWorkerSettings:
+    """Validate ``data``; raise :class:`ConfigError` listing every invalid setting at once."""
+    try:
+        return MetricsWorkerSettings.model_validate(data)
+    except PydanticValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("invalid metrics worker settings:\n" + "\n".join(lines)) from None

@@ -1,0 +1,34 @@
+"""Size limits applied while validating records (the receivers pass their configured ones)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["UNLIMITED", "RecordLimits"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordLimits:
+    """Upper bounds on one record; ``None`` means unbounded.
+
+    Lengths are in characters (Python ``str`` length), sizes in bytes of UTF-8 JSON.
+    """
+
+    max_record_bytes: int | None = None
+    """Size of the record serialised as JSON, in bytes."""
+    max_message_length: int | None = None
+    """Characters in a log record's ``message``."""
+    max_service_length: int | None = None
+    """Characters in a log record's ``service``."""
+    max_fields: int | None = None
+    """Top-level fields of a log record, the four required ones included."""
+    max_name_length: int | None = None
+    """Characters in a metric ``name``."""
+    max_labels: int | None = None
+    """Labels on one metric sample."""
+    max_label_value_length: int | None = None
+    """Characters in one label value."""
+
+
+UNLIMITED = RecordLimits()
+"""No size limits: what workers use when re-reading records the receivers already checked."""

@@ -1,0 +1,173 @@
+"""The log record: what a log entry on ``logs-stream`` holds.
+
+A record needs ``timestamp``, ``service``, ``level`` and ``message``; any other top-level
+field is kept as is (names starting with ``_`` are refused: Elasticsearch reserves them for
+its metadata). On the stream the record is JSON with the timestamp in canonical RFC 3339 UTC
+form and the level in canonical lower case (see :mod:`killkrill.schemas.levels`).
+
+Two ways in, one set of rules:
+
+* :func:`validate_log` - the fast path the receivers use: checks a decoded JSON object and
+  returns the normalised ``dict`` (mutating its argument), raising
+  :class:`~killkrill.errors.ValidationError` naming the field.
+* :class:`LogRecord` / :func:`parse_log_record` - the typed model the workers use.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+from killkrill.errors import LogParseError, ValidationError
+from killkrill.schemas.levels import Level, normalise_level
+from killkrill.schemas.limits import UNLIMITED, RecordLimits
+from killkrill.schemas.timestamps import format_timestamp, normalise_timestamp, parse_timestamp
+
+__all__ = ["LOG_REQUIRED_FIELDS", "LogRecord", "parse_log_record", "validate_log"]
+
+LOG_REQUIRED_FIELDS = ("timestamp", "service", "level", "message")
+
+
+def validate_log(obj: object, limits: RecordLimits = UNLIMITED) -> dict[str, Any]:
+    """Check one decoded JSON value as a log record and return it normalised.
+
+    ``obj`` (when a ``dict``) is modified in place: ``timestamp`` and ``level`` are replaced
+    by their canonical forms. The record-size limit is checked by the caller after
+    serialising (see :func:`killkrill.schemas.dump_record`), not here.
+    """
+    if not isinstance(obj, dict):
+        raise ValidationError(f"a log record must be a JSON object, not {_kind(obj)}", field="")
+    missing = [name for name in LOG_REQUIRED_FIELDS if name not in obj]
+    if missing:
+        raise ValidationError(
+            f"missing required field{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(missing)}; every log record needs timestamp, service, level, message",
+            field=missing[0],
+        )
+    try:
+        obj["timestamp"] = normalise_timestamp(obj["timestamp"])
+    except ValueError as exc:
+        raise ValidationError(str(exc), field="timestamp") from None
+    try:
+        obj["level"] = normalise_level(obj["level"])
+    except ValueError as exc:
+        raise ValidationError(str(exc), field="level") from None
+    service = obj["service"]
+    if type(service) is not str:
+        raise ValidationError(f"must be a string, not {_kind(service)}", field="service")
+    if not service.strip():
+        raise ValidationError("must not be empty; name the service that logged", field="service")
+    message = obj["message"]
+    if type(message) is not str:
+        raise ValidationError(
+            f"must be a string, not {_kind(message)}; put structured data in other fields",
+            field="message",
+        )
+    if limits.max_service_length is not None and len(service) > limits.max_service_length:
+        raise ValidationError(
+            f"is {len(service)} characters long; the limit is {limits.max_service_length} "
+            "(limits.max_service_length)",
+            field="service",
+        )
+    if limits.max_message_length is not None and len(message) > limits.max_message_length:
+        raise ValidationError(
+            f"is {len(message)} characters long; the limit is {limits.max_message_length} "
+            "(limits.max_message_length); split the message or raise the limit",
+            field="message",
+        )
+    if limits.max_fields is not None and len(obj) > limits.max_fields:
+        raise ValidationError(
+            f"the record has {len(obj)} top-level fields; the limit is {limits.max_fields} "
+            "(limits.max_fields); nest related fields in an object",
+            field="",
+        )
+    if len(obj) > 4:
+        for key in obj:
+            if not key or key[0] == "_":
+                raise ValidationError(
+                    "field names must be non-empty and must not start with '_' (reserved by "
+                    "Elasticsearch); rename the field",
+                    field=key,
+                )
+    return obj
+
+
+class LogRecord(BaseModel):
+    """One log record. Extra fields are kept and serialised back unchanged."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "timestamp": "2024-01-06T12:00:00Z",
+                    "service": "api",
+                    "level": "info",
+                    "message": "Request completed",
+                    "request_id": "c0ffee",
+                }
+            ]
+        },
+    )
+
+    timestamp: datetime = Field(
+        description="When it happened: RFC 3339 / ISO 8601 (no offset means UTC) or epoch "
+        "seconds/milliseconds/microseconds/nanoseconds (unit inferred from magnitude)."
+    )
+    service: str = Field(min_length=1, description="The service that logged the record.")
+    level: Level = Field(
+        description="trace, debug, info, warn, error or fatal; aliases (WARNING, err, "
+        "CRITICAL, notice...) and any case are accepted and normalised."
+    )
+    message: str = Field(description="The log line.")
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _timestamp(cls, value: object) -> datetime:
+        return parse_timestamp(value)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> str:
+        return normalise_level(value)
+
+    @field_serializer("timestamp")
+    def _dump_timestamp(self, value: datetime) -> str:
+        return format_timestamp(value)
+
+    def to_json(self) -> bytes:
+        """The record as it is stored on the stream."""
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+def parse_log_record(data: bytes | str) -> LogRecord:
+    """Parse a stream entry's ``data`` into a :class:`LogRecord`.
+
+    Raises :class:`~killkrill.errors.LogParseError` (with ``field`` and ``reason``) when the
+    payload is not JSON or not a valid log record.
+    """
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise LogParseError(f"not valid JSON: {exc}") from None
+    try:
+        validate_log(obj)
+    except ValidationError as exc:
+        raise LogParseError(exc.reason, field=exc.field) from None
+    return LogRecord.model_validate(obj)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)

@@ -1,0 +1,95 @@
+"""The long-running log worker process: signals, the ops port, periodic gauges.
+
+``SIGTERM`` (and ``SIGINT``) ask the worker to stop: the batch in flight is finished and
+acknowledged, the ops port closes, the clients close, and :func:`serve` returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+from killkrill.config.workers import LogWorkerSettings
+from killkrill.workers.base import BatchResult
+from killkrill.workers.logs.worker import LogWorker
+from killkrill.workers.ops import OpsServer
+
+__all__ = ["GAUGE_INTERVAL", "serve"]
+
+log = logging.getLogger("killkrill.workers.logs")
+
+GAUGE_INTERVAL = 5.0
+"""Seconds between updates of the stream lag and pending gauges."""
+
+
+async def serve(settings: LogWorkerSettings, *, ops: bool = True) -> int:
+    """Run a log worker until SIGTERM/SIGINT; return the process exit code (0)."""
+    worker = LogWorker(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _stopper(worker, sig))
+    server: OpsServer | None = None
+    if ops:
+        server = OpsServer(
+            settings.ops.host,
+            settings.ops.port,
+            registry=worker.metrics.registry,
+            ready=worker.ready,
+        )
+        await server.start()
+    totals = BatchResult()
+
+    async def on_batch(result: BatchResult) -> None:
+        totals.merge(result)
+
+    gauges = asyncio.create_task(_update_gauges(worker))
+    log.info(
+        "log worker started",
+        extra={
+            "stream": worker.stream,
+            "group": worker.names.group,
+            "consumer": worker.consumer_name,
+            "dead_letter_stream": worker.dead_letter_stream,
+            "elasticsearch_index": f"{settings.elasticsearch.index_prefix}-YYYY.MM.DD",
+            "ops_port": server.port if server else None,
+        },
+    )
+    try:
+        await worker.run(on_batch=on_batch)
+    finally:
+        gauges.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gauges
+        if server is not None:
+            await server.stop()
+        await worker.aclose()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    log.info(
+        "log worker stopped",
+        extra={
+            "read": totals.read,
+            "indexed": totals.success,
+            "dead_lettered": totals.dead_lettered,
+            "left_pending": totals.pending,
+        },
+    )
+    return 0
+
+
+def _stopper(worker: LogWorker, sig: signal.Signals) -> Callable[[], None]:
+    def stop() -> None:
+        log.info("stop requested; finishing the batch in flight", extra={"signal": sig.name})
+        worker.request_stop()
+
+    return stop
+
+
+async def _update_gauges(worker: LogWorker) -> None:
+    while True:
+        with contextlib.suppress(Exception):
+            await worker.refresh_gauges()
+        await asyncio.sleep(GAUGE_INTERVAL)

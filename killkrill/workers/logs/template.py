@@ -1,0 +1,74 @@
+"""The composable index template for the daily log indices: the body is pure, installing is I/O.
+
+Choice (documented in the issue): daily indices ``<index_prefix>-YYYY.MM.DD`` by the record's
+own date rather than a data stream, because documents are written with our own ``_id`` (the
+``index`` op, which overwrites on redelivery); data streams accept only ``create`` and would
+answer a redelivered entry with a 409 conflict, and they need the stack's built-in templates.
+
+Mappings: ``@timestamp``, ``timestamp`` and ``processed_at`` are dates; ``service``,
+``level``, ``environment`` and ``version`` keywords; ``message`` text. Other fields are mapped
+dynamically (strings as text with a ``.keyword`` sub-field).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elasticsearch import AsyncElasticsearch
+
+__all__ = ["install_template", "template_body", "template_name", "template_priority"]
+
+_DATE = {"type": "date", "format": "strict_date_optional_time||epoch_millis"}
+
+
+def template_name(index_prefix: str) -> str:
+    """``killkrill-<index_prefix>``."""
+    return f"killkrill-{index_prefix}"
+
+
+def template_priority(index_prefix: str) -> int:
+    """Longer (more specific) prefixes win: ``logs-test-*`` beats ``logs-*``.
+
+    Two of our templates can only overlap when one prefix extends the other, so a priority
+    growing with the prefix length never ties on overlapping patterns (Elasticsearch refuses
+    overlapping templates of equal priority). It starts above the stack's built-in ``logs``
+    template (priority 100, pattern ``logs-*-*``), which would turn our indices into data
+    streams on a full distribution.
+    """
+    return 500 + len(index_prefix)
+
+
+def template_body(index_prefix: str, *, number_of_replicas: int | None = None) -> dict[str, Any]:
+    """The ``_index_template`` body for ``<index_prefix>-*`` (no data stream)."""
+    settings: dict[str, Any] = {"index": {"refresh_interval": "1s"}}
+    if number_of_replicas is not None:
+        settings["index"]["number_of_replicas"] = number_of_replicas
+    return {
+        "index_patterns": [f"{index_prefix}-*"],
+        "priority": template_priority(index_prefix),
+        "template": {
+            "settings": settings,
+            "mappings": {
+                "dynamic": True,
+                "properties": {
+                    "@timestamp": _DATE,
+                    "timestamp": _DATE,
+                    "processed_at": _DATE,
+                    "service": {"type": "keyword", "ignore_above": 1024},
+                    "level": {"type": "keyword"},
+                    "environment": {"type": "keyword"},
+                    "version": {"type": "keyword"},
+                    "message": {"type": "text"},
+                },
+            },
+        },
+        "meta": {"managed_by": "killkrill", "description": "KillKrill log indices"},
+    }
+
+
+async def install_template(
+    client: AsyncElasticsearch, index_prefix: str, *, number_of_replicas: int | None = None
+) -> None:
+    """Create or replace the template (idempotent; affects indices created from now on)."""
+    body = template_body(index_prefix, number_of_replicas=number_of_replicas)
+    await client.indices.put_index_template(name=template_name(index_prefix), **body)

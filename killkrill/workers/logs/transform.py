@@ -1,0 +1,151 @@
+"""From a stream entry's payload to the Elasticsearch document: pure, no I/O.
+
+Each record is parsed and checked with :func:`killkrill.schemas.validate_log` (the same rules
+the receivers apply), then:
+
+* ``@timestamp`` - the record's ``timestamp`` in canonical RFC 3339 UTC form
+  (``2024-01-06T12:00:00.000000Z``); ``timestamp`` itself is kept, normalised the same way;
+* ``level`` - normalised to trace, debug, info, warn, error or fatal;
+* ``processed_at`` - when this worker handled it (UTC, same form);
+* ``environment`` and ``version`` - from the settings, unless the record has its own;
+* every other field of the record is kept, after the configured drops and renames.
+
+The document goes to ``<index_prefix>-YYYY.MM.DD`` by the record's own UTC date, with
+``_id`` = ``<pipeline>:<stream>:<entry id>`` so a redelivered entry overwrites its document.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from killkrill.config.workers import LogTransformSettings
+from killkrill.errors import LogParseError, ValidationError
+from killkrill.schemas import format_timestamp, validate_log
+
+_PLAIN_ID = re.compile(r"[0-9]+-[0-9]+")
+
+__all__ = ["LogDocument", "LogTransformer", "action_line", "document_id", "index_name"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogDocument:
+    """One document ready for ``_bulk``: target index, ``_id``, the JSON source and the
+    ``index`` action line announcing it (both without their newline)."""
+
+    index: str
+    id: str
+    source: bytes
+    """The document as UTF-8 JSON."""
+    action: bytes
+    """``{"index":{"_index":...,"_id":...}}`` for this document."""
+
+
+def action_line(index: str, doc_id: str) -> bytes:
+    """The ``_bulk`` ``index`` action for ``index`` and ``doc_id`` (JSON-escaped).
+
+    ``index`` (not ``create``) so a redelivered entry overwrites the document it already
+    wrote: the write is idempotent by ``_id``.
+    """
+    return b'{"index":{"_index":%b,"_id":%b}}' % (orjson.dumps(index), orjson.dumps(doc_id))
+
+
+def index_name(prefix: str, timestamp: str) -> str:
+    """``<prefix>-YYYY.MM.DD`` for a canonical UTC timestamp (``2024-01-06T...Z``)."""
+    return f"{prefix}-{timestamp[0:4]}.{timestamp[5:7]}.{timestamp[8:10]}"
+
+
+def document_id(pipeline: str, stream: str, entry_id: str) -> str:
+    """The document ``_id``: where the record came from, so redelivery overwrites.
+
+    The stream key is part of it so two streams of one pipeline never share IDs.
+    """
+    return f"{pipeline}:{stream}:{entry_id}"
+
+
+class LogTransformer:
+    """Turns a stream entry's ``data`` into a :class:`LogDocument`.
+
+    ``clock`` returns the current time (for ``processed_at``); tests pass a fixed one.
+    """
+
+    def __init__(
+        self,
+        settings: LogTransformSettings,
+        *,
+        pipeline: str,
+        stream: str,
+        index_prefix: str,
+        clock: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.stream = stream
+        self.index_prefix = index_prefix
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._drop = tuple(settings.drop_fields)
+        self._rename = tuple(settings.rename_fields.items())
+        # Cached pieces, so a document costs no more JSON escaping than its own body:
+        self._id_prefix = document_id(pipeline, stream, "")
+        self._id_json = orjson.dumps(self._id_prefix)[:-1]  # opening quote kept, closing cut
+        self._index_json: dict[str, bytes] = {}
+        self._stamp: tuple[int, str] = (-1, "")
+
+    def record(self, data: bytes | str) -> dict[str, Any]:
+        """Parse and validate one payload into the normalised record (before enrichment).
+
+        Raises :class:`LogParseError` naming the field and the reason.
+        """
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise LogParseError(f"not valid JSON: {exc}") from None
+        try:
+            return validate_log(obj)
+        except ValidationError as exc:
+            raise LogParseError(exc.reason, field=exc.field) from None
+
+    def enrich(self, record: dict[str, Any], processed_at: str) -> dict[str, Any]:
+        """The document body for a validated record (``record`` is modified and returned)."""
+        for name in self._drop:
+            record.pop(name, None)
+        for old, new in self._rename:
+            if old in record:
+                record[new] = record.pop(old)
+        record["@timestamp"] = record["timestamp"]
+        record["processed_at"] = processed_at
+        record.setdefault("environment", self.settings.environment)
+        record.setdefault("version", self.settings.version)
+        return record
+
+    def processed_at(self) -> str:
+        """The current time in canonical form, formatted at most once per millisecond."""
+        now: datetime = self._clock()
+        key = int(now.timestamp() * 1000)
+        if key != self._stamp[0]:
+            self._stamp = (key, format_timestamp(now))
+        return self._stamp[1]
+
+    def document(self, entry_id: str, data: bytes | str) -> LogDocument:
+        """Parse, validate, enrich and serialise one entry's payload."""
+        body = self.enrich(self.record(data), self.processed_at())
+        index = index_name(self.index_prefix, body["@timestamp"])
+        index_json = self._index_json.get(index)
+        if index_json is None:
+            if len(self._index_json) > 1000:
+                self._index_json.clear()
+            index_json = self._index_json[index] = orjson.dumps(index)
+        if _PLAIN_ID.fullmatch(entry_id):  # stream IDs are digits and '-': nothing to escape
+            id_json = b'%b%b"' % (self._id_json, entry_id.encode())
+        else:
+            id_json = orjson.dumps(self._id_prefix + entry_id)
+        return LogDocument(
+            index=index,
+            id=self._id_prefix + entry_id,
+            source=orjson.dumps(body),
+            action=b'{"index":{"_index":%b,"_id":%b}}' % (index_json, id_json),
+        )

@@ -1,0 +1,425 @@
+"""``LogWorker``: the logs stream into Elasticsearch, at-least-once reading, exactly-once effect.
+
+Each batch goes through the shared :class:`~killkrill.workers.base.StreamWorker` loop:
+
+1. read up to ``batch_size`` entries through the consumer group (idle pending entries of
+   dead consumers first, reclaimed with XAUTOCLAIM, then new ones);
+2. parse and transform each (:mod:`killkrill.workers.logs.transform`); an entry that cannot
+   be parsed goes to the dead-letter stream with the reason and its payload byte for byte;
+3. ``_bulk`` the documents (:mod:`killkrill.workers.logs.sink`), ``_id`` derived from the
+   pipeline, stream and entry ID, so a redelivered entry overwrites its own document;
+4. acknowledge (XACK + XDEL) what Elasticsearch accepted, dead-letter what it rejected for
+   good (mapping errors), retry the rest with backoff and finally leave it pending.
+
+Two ways to drive it:
+
+* :meth:`LogWorker.process_batch` (sync, as the seed's tests call it; it runs the worker's
+  own event loop, on a helper thread when the caller already runs one) and
+  :meth:`LogWorker.aprocess_batch` (async);
+* :meth:`LogWorker.run` - the long-running mode behind ``killkrill worker logs``
+  (see :mod:`killkrill.workers.logs.service`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from elasticsearch import ApiError, TransportError
+from redis.exceptions import RedisError
+
+from killkrill.config.workers import LogWorkerSettings
+from killkrill.errors import LogParseError, ServiceUnavailable
+from killkrill.streams.connection import async_client
+from killkrill.streams.consumer import ConsumerGroup, Entry
+from killkrill.workers.base import BatchResult, StreamWorker
+from killkrill.workers.logs.metrics import LogWorkerMetrics
+from killkrill.workers.logs.settings import LogWorkerNames, settings_from_seed
+from killkrill.workers.logs.sink import ElasticsearchSink, elasticsearch_client
+from killkrill.workers.logs.template import install_template
+from killkrill.workers.logs.transform import LogDocument, LogTransformer
+from killkrill.workers.retry import Backoff
+
+__all__ = ["LogParseError", "LogWorker"]
+
+log = logging.getLogger("killkrill.workers.logs")
+T = TypeVar("T")
+
+
+@dataclass
+class _Runtime:
+    """Clients and loop-bound objects of one event loop (redis/aiohttp bind to theirs)."""
+
+    redis: aioredis.Redis
+    group: ConsumerGroup
+    sink: ElasticsearchSink
+    stream_worker: StreamWorker[LogDocument]
+    prepared: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.sink.close()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+
+
+class LogWorker:
+    """Reads the logs stream and indexes every record into Elasticsearch exactly once.
+
+    ``config`` is the seed's flat dict (see
+    :func:`~killkrill.workers.logs.settings.settings_from_seed`) or a
+    :class:`~killkrill.config.LogWorkerSettings`. ``clock`` (for ``processed_at``) and
+    ``sleep`` (the retry waits, synchronous) are for tests.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | LogWorkerSettings,
+        *,
+        metrics: LogWorkerMetrics | None = None,
+        clock: Callable[[], Any] | None = None,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        self.settings = (
+            config if isinstance(config, LogWorkerSettings) else settings_from_seed(config)
+        )
+        self.names = LogWorkerNames.from_settings(self.settings)
+        self.metrics = metrics or LogWorkerMetrics()
+        self.transformer = LogTransformer(
+            self.settings.transform,
+            pipeline=self.settings.pipeline,
+            stream=self.names.stream,
+            index_prefix=self.settings.elasticsearch.index_prefix,
+            clock=clock,
+        )
+        r = self.settings.retry
+        self.backoff = Backoff(
+            base=r.initial_backoff, factor=r.multiplier, cap=r.max_backoff, jitter=r.jitter
+        )
+        self._sleep = sleep
+        self._runtimes: dict[asyncio.AbstractEventLoop, _Runtime] = {}
+        self._own_loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self._stop_event: asyncio.Event | None = None
+        self._stop_loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # --- names --------------------------------------------------------------------------
+
+    @property
+    def stream(self) -> str:
+        """The stream read (``logs-stream`` for the default pipeline)."""
+        return self.names.stream
+
+    @property
+    def dead_letter_stream(self) -> str:
+        """Where entries that can never succeed go (``<stream>:dead-letter``)."""
+        return self.names.dead_letter_stream
+
+    @property
+    def consumer_name(self) -> str:
+        """This worker's consumer name in the group."""
+        return self.names.consumer
+
+    @property
+    def worker_name(self) -> str:
+        """Recorded as ``worker`` on dead letters: ``log-worker/<consumer>``."""
+        return f"log-worker/{self.names.consumer}"
+
+    # --- sync API (the seed's) ----------------------------------------------------------
+
+    def process_batch(
+        self,
+        count: int | None = None,
+        *,
+        max_retries: int | None = None,
+        stop_on_error: bool = True,
+    ) -> BatchResult:
+        """Handle up to ``count`` entries (default ``batch_size``) and return the counts.
+
+        Entries are read in batches of ``batch_size`` until ``count`` are handled or the
+        stream has nothing more for this consumer; the call does not wait for new entries.
+        ``max_retries`` overrides the configured retries of retryable failures. With
+        ``stop_on_error`` (the default) a malformed entry raises :class:`LogParseError` -
+        after the rest is handled and the bad entry is in the dead-letter stream; without
+        it, malformed entries are counted in ``failed`` and dead-lettered.
+
+        Raises :class:`~killkrill.errors.ServiceUnavailable` when Redis is unreachable, or
+        Elasticsearch is while the index template is installed (nothing is read then).
+        """
+        return self._call(
+            lambda: self.aprocess_batch(count, max_retries=max_retries, stop_on_error=stop_on_error)
+        )
+
+    def close(self) -> None:
+        """Close the clients of the sync API's loop and the loop itself."""
+        if self._own_loop is None or self._own_loop.is_closed():
+            return
+        self._call(self._close_runtime)
+        self._own_loop.close()
+        self._closed = True
+
+    def __enter__(self) -> LogWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- async API ----------------------------------------------------------------------
+
+    async def aprocess_batch(
+        self,
+        count: int | None = None,
+        *,
+        max_retries: int | None = None,
+        stop_on_error: bool = True,
+    ) -> BatchResult:
+        """The async twin of :meth:`process_batch`, on the running loop."""
+        rt = await self._prepared_runtime()
+        started = time.perf_counter()
+        total = count if count is not None else self.settings.consumer.batch_size
+        result: BatchResult | None = None
+        try:
+            result = await rt.stream_worker.run(
+                total,
+                chunk=self.settings.consumer.batch_size,
+                max_retries=max_retries,
+                stop_on_error=stop_on_error,
+            )
+        finally:
+            if result is not None:
+                self.metrics.observe_batch(result, time.perf_counter() - started)
+        return result
+
+    async def run_batch(self, *, block_ms: int | None = None) -> BatchResult:
+        """One batch of the long-running loop: wait up to ``block_ms`` for entries, never
+        raise for malformed ones (they are dead-lettered and counted)."""
+        rt = await self._prepared_runtime()
+        started = time.perf_counter()
+        result = await rt.stream_worker.run_batch(
+            self.settings.consumer.batch_size, block_ms=block_ms, stop_on_error=False
+        )
+        if result.read:
+            self.metrics.observe_batch(result, time.perf_counter() - started)
+        return result
+
+    async def ready(self) -> tuple[bool, str]:
+        """Whether Redis and Elasticsearch both answer: ``(ok, detail)`` for ``/readyz``."""
+        rt = self._runtime()
+        try:
+            await rt.redis.ping()
+            redis_detail, redis_ok = "redis: ok", True
+        except (RedisError, OSError) as exc:
+            redis_detail, redis_ok = f"redis: {exc}", False
+        es_ok, es_detail = await rt.sink.ready()
+        ok = redis_ok and es_ok
+        self.metrics.ready.set(1 if ok else 0)
+        return ok, f"{redis_detail}; {es_detail}"
+
+    async def refresh_gauges(self) -> None:
+        """Update the stream lag and pending gauges from Redis."""
+        rt = self._runtime()
+        self.metrics.lag.set(await rt.group.lag())
+        self.metrics.pending.set(await rt.group.pending())
+
+    async def aclose(self) -> None:
+        """Close the clients bound to the running loop."""
+        await self._close_runtime()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to finish the batch in flight and return (signal-safe)."""
+        self._stopping = True
+        event, loop = self._stop_event, self._stop_loop
+        if event is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(event.set)
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`request_stop` was called."""
+        return self._stopping
+
+    async def run(
+        self, *, on_batch: Callable[[BatchResult], Awaitable[None]] | None = None
+    ) -> None:
+        """Process batches until :meth:`request_stop`; the batch in flight is finished and
+        acknowledged before returning.
+
+        When Redis or Elasticsearch is unreachable the worker waits (backoff up to
+        ``retry.max_backoff``) and probes readiness before reading again, so a long outage
+        does not burn through the entries' delivery counts.
+        """
+        self._stop_loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        if self._stopping:
+            self._stop_event.set()
+        lanes = [
+            asyncio.create_task(self._lane(on_batch), name=f"log-worker-lane-{n}")
+            for n in range(self.settings.consumer.in_flight)
+        ]
+        try:
+            await asyncio.gather(*lanes)
+        finally:
+            for lane in lanes:
+                lane.cancel()
+            await asyncio.gather(*lanes, return_exceptions=True)
+
+    async def _lane(self, on_batch: Callable[[BatchResult], Awaitable[None]] | None) -> None:
+        """One sequence of batches; :meth:`run` keeps ``in_flight`` of them going."""
+        outage = 0
+        while not self._stopping:
+            try:
+                result = await self.run_batch(block_ms=self.settings.consumer.block_ms)
+            except ServiceUnavailable as exc:
+                outage += 1
+                log.warning("dependency unavailable, waiting", extra={"error": str(exc)})
+                await self._wait_until_ready(outage)
+                continue
+            if on_batch is not None:
+                await on_batch(result)
+            if result.pending and not result.success:
+                # The sink took nothing: it is down or overloaded. Wait for it to answer
+                # before reading more, rather than re-delivering the same entries at once.
+                outage += 1
+                log.warning(
+                    "batch left pending, waiting for Elasticsearch",
+                    extra={"pending": result.pending, "reason": (result.errors or [""])[-1]},
+                )
+                await self._wait_until_ready(outage)
+            else:
+                outage = 0
+
+    # --- internals ----------------------------------------------------------------------
+
+    async def _wait_until_ready(self, outage: int) -> None:
+        attempt = outage
+        while not self._stopping:
+            await self._pause(self.backoff.delay(attempt))
+            with contextlib.suppress(Exception):
+                ok, detail = await self.ready()
+                if ok:
+                    return
+                log.info("not ready yet", extra={"detail": detail})
+            attempt += 1
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, waking early when a stop is requested."""
+        event = self._stop_event
+        if event is None:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+
+    def _parse(self, entry: Entry) -> LogDocument:
+        data = entry.data
+        if not data:
+            raise LogParseError("the stream entry has no `data` field", field="data")
+        return self.transformer.document(entry.id, data)
+
+    def _runtime(self) -> _Runtime:
+        loop = asyncio.get_running_loop()
+        rt = self._runtimes.get(loop)
+        if rt is None:
+            s = self.settings
+            redis = async_client(s.redis.url, socket_timeout=s.redis.socket_timeout)
+            group = ConsumerGroup(
+                redis,
+                self.names.stream,
+                self.names.group,
+                self.names.consumer,
+                claim_idle_ms=s.consumer.claim_idle_ms,
+                dead_letter_key=self.names.dead_letter_stream,
+            )
+            sink = ElasticsearchSink(
+                elasticsearch_client(
+                    s.elasticsearch.url, request_timeout=s.elasticsearch.request_timeout
+                ),
+                metrics=self.metrics,
+            )
+            stream_worker = StreamWorker(
+                group,
+                sink,
+                self._parse,
+                worker_name=self.worker_name,
+                backoff=self.backoff,
+                max_retries=s.retry.max_retries,
+                max_deliveries=s.consumer.max_deliveries,
+                parse_error=LogParseError,
+                sleep=self._sleep,
+            )
+            rt = _Runtime(redis, group, sink, stream_worker)
+            self._runtimes[loop] = rt
+        return rt
+
+    async def _prepared_runtime(self) -> _Runtime:
+        """The loop's runtime with the group created and the index template installed."""
+        rt = self._runtime()
+        if rt.prepared:
+            return rt
+        async with rt.lock:
+            if not rt.prepared:
+                await rt.group.ensure()
+                if self.settings.install_template:
+                    try:
+                        await install_template(
+                            rt.sink.client,
+                            self.settings.elasticsearch.index_prefix,
+                            number_of_replicas=self.settings.number_of_replicas,
+                        )
+                    except (ApiError, TransportError) as exc:
+                        raise ServiceUnavailable(
+                            f"cannot install the index template in Elasticsearch: {exc}"
+                        ) from exc
+                rt.prepared = True
+        return rt
+
+    async def _close_runtime(self) -> None:
+        loop = asyncio.get_running_loop()
+        rt = self._runtimes.pop(loop, None)
+        if rt is not None:
+            await rt.close()
+
+    @property
+    def sink(self) -> ElasticsearchSink:
+        """The sink used by the sync API (tests reach its client to inject faults)."""
+        return self._call_sync_runtime().sink
+
+    @property
+    def group(self) -> ConsumerGroup:
+        """The consumer group used by the sync API."""
+        return self._call_sync_runtime().group
+
+    def _call_sync_runtime(self) -> _Runtime:
+        async def get() -> _Runtime:
+            return self._runtime()
+
+        return self._call(get)
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        if self._closed:
+            raise RuntimeError("this LogWorker is closed")
+        if self._own_loop is None:
+            self._own_loop = asyncio.new_event_loop()
+        return self._own_loop
+
+    def _call(self, factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run a coroutine on the worker's own loop and return its result.
+
+        Never ``asyncio.run`` inside a running loop: when the caller's thread already runs
+        one (an async test calling the sync API), the worker's loop runs on a helper thread.
+        """
+        loop = self._loop()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return loop.run_until_complete(factory())
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-worker") as pool:
+            return pool.submit(lambda: loop.run_until_complete(factory())).result()

@@ -1,0 +1,49 @@
+"""``killkrill worker metrics``: the metrics worker as a long-running process.
+
+SIGTERM or SIGINT stops reading; the batches in flight are written, committed and acked, the
+ops port closes, and :func:`serve` returns 0 (the exit code). A database whose schema is not
+at the newest Alembic revision is refused at start with the command that fixes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from killkrill.config.workers import MetricsWorkerSettings
+from killkrill.db.migrate import current, head
+from killkrill.errors import ConfigError
+from killkrill.workers.metrics.worker import MetricsWorker
+
+__all__ = ["check_schema", "serve"]
+
+log = logging.getLogger("killkrill.workers.metrics")
+
+
+def check_schema(database_url: str) -> None:
+    """Raise :class:`ConfigError` unless the database is migrated to the newest revision."""
+    have, want = current(database_url), head()
+    if have != want:
+        raise ConfigError(
+            f"database schema is at revision {have or 'none'}, the worker needs {want}; "
+            "run `killkrill db upgrade` first"
+        )
+
+
+async def serve(settings: MetricsWorkerSettings) -> int:
+    """Run the worker until SIGTERM/SIGINT; return the process exit code (0)."""
+    await asyncio.to_thread(check_schema, settings.database.url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    worker = MetricsWorker(settings)
+    try:
+        await worker.run(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        worker.close()
+    log.info("exiting", extra={"code": 0})
+    return 0

@@ -1,0 +1,447 @@
+"""The metrics worker: metric streams -> PostgreSQL aggregates -> ``/metrics``.
+
+:class:`MetricsWorker` is built from :class:`~killkrill.config.MetricsWorkerSettings` or
+from the seed's flat dict (:func:`~killkrill.workers.metrics.settings.settings_from_seed`).
+It reads each stream through its own consumer group (``metrics-worker`` by default, one
+consumer per process), parses samples with the shared schema, and hands them to
+:class:`~killkrill.workers.metrics.store.MetricsSink` through the shared
+:class:`~killkrill.workers.base.StreamWorker` loop (dead-lettering, retries, ack only after
+COMMIT).
+
+Three ways to drive it:
+
+* :meth:`MetricsWorker.aggregate_batch` - blocking, for scripts and plain sync tests: runs
+  on the worker's own event loop in a private thread, so it also works when the caller is
+  itself inside a running loop.
+* :meth:`MetricsWorker.process_stream_async` - drain ``<name>-stream``; several run
+  concurrently (each uses its own Redis connection and consumer group; the PostgreSQL
+  transactions run in threads).
+* :meth:`MetricsWorker.run` - the long-running mode of ``killkrill worker metrics``: every
+  configured stream, the ops port and scheduled retention, until ``stop`` is set.
+
+Both batch methods return a :class:`~killkrill.workers.base.BatchResult`: ``success`` is
+the number of entries delivered (applied now, or found already applied), so it is truthy
+exactly when the stream had entries and at least one was delivered; ``failed`` counts the
+dead-lettered plus those left pending for a later retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from killkrill.config.workers import MetricsWorkerSettings
+from killkrill.db import create_engine
+from killkrill.db.retention import PruneResult, prune_aggregates, prune_ledger
+from killkrill.errors import RetryableError, ValidationError
+from killkrill.streams.connection import async_client
+from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
+from killkrill.streams.names import StreamNames
+from killkrill.workers.base import BatchResult, StreamWorker
+from killkrill.workers.metrics.collector import AggregatesCollector
+from killkrill.workers.metrics.instruments import Instruments
+from killkrill.workers.metrics.sample import Sample, parse_entry
+from killkrill.workers.metrics.settings import settings_from_seed
+from killkrill.workers.metrics.store import MetricsSink, MetricStore
+from killkrill.workers.ops import OpsServer
+from killkrill.workers.retry import Backoff
+
+__all__ = ["DEFAULT_GROUP", "MetricsWorker"]
+
+log = logging.getLogger("killkrill.workers.metrics")
+
+DEFAULT_GROUP = "metrics-worker"
+"""Consumer group of every metrics worker replica on a stream (one group per worker kind)."""
+
+T = TypeVar("T")
+
+
+class MetricsWorker:
+    """Aggregates metric samples from Redis Streams into PostgreSQL (see module doc)."""
+
+    def __init__(self, config: MetricsWorkerSettings | Mapping[str, Any] | None = None) -> None:
+        if config is None:
+            config = MetricsWorkerSettings.load()
+        self.settings = (
+            config if isinstance(config, MetricsWorkerSettings) else settings_from_seed(config)
+        )
+        s = self.settings
+        self.names = StreamNames.for_pipeline(s.pipeline)
+        self.group = s.consumer.group or DEFAULT_GROUP
+        self.consumer = s.consumer.name or default_consumer_name()
+        self.instruments = Instruments()
+        self.engine: Engine = create_engine(
+            s.database.url,
+            pool_size=s.database.pool_size,
+            connect_args={
+                "connect_timeout": 5,
+                "options": f"-c statement_timeout={int(s.aggregation.statement_timeout * 1000)}",
+            },
+        )
+        self.store = MetricStore(
+            self.engine,
+            bucket_seconds=s.aggregation.bucket_seconds,
+            max_series_per_metric=s.aggregation.max_series_per_metric,
+            instruments=self.instruments,
+        )
+        self.sink = MetricsSink(self.store)
+        self.collector = AggregatesCollector(
+            self.engine,
+            max_age_seconds=s.exposition.max_age_seconds,
+            instruments=self.instruments,
+        )
+        if s.exposition.enabled:
+            self.instruments.registry.register(self.collector)
+        self.backoff = Backoff(
+            base=s.retry.initial_backoff,
+            factor=s.retry.multiplier,
+            cap=s.retry.max_backoff,
+            jitter=s.retry.jitter,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._sync_client: aioredis.Redis | None = None
+        self._lock = threading.Lock()
+        self._stopping = False
+
+    # --- names -----------------------------------------------------------------------------
+
+    def stream_key(self, name: str) -> str:
+        """Redis key of the metric stream ``name`` (``metrics`` -> ``metrics-stream``)."""
+        return self.names.named(name)
+
+    # --- building blocks ---------------------------------------------------------------------
+
+    def _new_client(self) -> aioredis.Redis:
+        return async_client(
+            self.settings.redis.url, socket_timeout=self.settings.redis.socket_timeout
+        )
+
+    def stream_worker(self, client: aioredis.Redis, stream_key: str) -> StreamWorker[Sample]:
+        """The shared read -> parse -> write -> ack loop for ``stream_key`` over ``client``."""
+        c = self.settings.consumer
+        group = ConsumerGroup(
+            client, stream_key, self.group, self.consumer, claim_idle_ms=c.claim_idle_ms
+        )
+        return StreamWorker(
+            group,
+            self.sink,
+            parse_entry,
+            worker_name=f"metrics-worker/{self.consumer}",
+            backoff=self.backoff,
+            max_retries=self.settings.retry.max_retries,
+            max_deliveries=c.max_deliveries,
+            parse_error=ValidationError,
+        )
+
+    async def _drain(
+        self,
+        client: aioredis.Redis,
+        stream_key: str,
+        count: int | None,
+        *,
+        max_retries: int | None = None,
+        stop_on_error: bool = False,
+    ) -> BatchResult:
+        worker = self.stream_worker(client, stream_key)
+        await worker.group.ensure()
+        limit = count if count is not None else 2**62
+        result = await worker.run(
+            limit,
+            chunk=self.settings.consumer.batch_size,
+            max_retries=max_retries,
+            stop_on_error=stop_on_error,
+        )
+        self._count(stream_key, result)
+        return result
+
+    def _count(self, stream_key: str, result: BatchResult) -> None:
+        self.instruments.read.labels(stream_key).inc(result.read)
+        self.instruments.dead_lettered.labels(stream_key).inc(result.dead_lettered)
+
+    # --- the seed's API ----------------------------------------------------------------------
+
+    def aggregate_batch(
+        self,
+        count: int | None = None,
+        *,
+        stream: str = "metrics",
+        max_retries: int | None = None,
+        stop_on_error: bool = False,
+    ) -> BatchResult:
+        """Aggregate up to ``count`` entries (default: one batch, ``batch_size``) of
+        ``<stream>-stream`` (default ``metrics-stream``) and return what happened.
+
+        Blocking; safe to call from sync code and from inside a running event loop (it runs
+        on the worker's own loop in a private thread). With ``stop_on_error`` an invalid
+        sample raises :class:`~killkrill.errors.ValidationError` once the whole batch is
+        handled (the bad entries are dead-lettered by then).
+        """
+        n = count if count is not None else self.settings.consumer.batch_size
+
+        async def go() -> BatchResult:
+            if self._sync_client is None:
+                self._sync_client = self._new_client()
+            return await self._drain(
+                self._sync_client,
+                self.stream_key(stream),
+                n,
+                max_retries=max_retries,
+                stop_on_error=stop_on_error,
+            )
+
+        return self._run_sync(go)
+
+    async def aggregate_batch_async(
+        self, count: int | None = None, *, stream: str = "metrics", max_retries: int | None = None
+    ) -> BatchResult:
+        """:meth:`aggregate_batch` for async callers (a connection of their own loop)."""
+        n = count if count is not None else self.settings.consumer.batch_size
+        async with self._new_client() as client:
+            return await self._drain(client, self.stream_key(stream), n, max_retries=max_retries)
+
+    async def process_stream_async(self, name: str, *, count: int | None = None) -> BatchResult:
+        """Drain ``<name>-stream`` (or up to ``count`` entries) through its consumer group.
+
+        Returns the :class:`BatchResult` of the whole run: ``success`` is the number of
+        entries delivered, > 0 (truthy) whenever the stream had entries and any of them was
+        aggregated; ``failed`` the dead-lettered plus those left pending.
+        """
+        async with self._new_client() as client:
+            return await self._drain(client, self.stream_key(name), count)
+
+    # --- the long-running mode -----------------------------------------------------------------
+
+    async def run(
+        self,
+        stop: asyncio.Event,
+        *,
+        on_started: Callable[[int], None] | None = None,
+    ) -> None:
+        """Aggregate every configured stream until ``stop`` is set, then finish the batches in
+        flight (written and acked) and return. Serves the ops port meanwhile and prunes on the
+        retention schedule. ``on_started`` gets the bound ops port."""
+        s = self.settings
+        client = self._new_client()
+        ops = OpsServer(
+            s.ops.host,
+            s.ops.port,
+            registry=self.instruments.registry,
+            ready=lambda: self.ready(client),
+            alive=lambda: not stop.is_set(),
+        )
+        port = await ops.start()
+        log.info(
+            "metrics worker started",
+            extra={
+                "streams": [self.stream_key(n) for n in s.streams],
+                "ops_port": port,
+                "group": self.group,
+                "consumer": self.consumer,
+            },
+        )
+        if on_started is not None:
+            on_started(port)
+        tasks = [
+            asyncio.create_task(self._stream_loop(client, self.stream_key(name), stop))
+            for name in s.streams
+        ]
+        if s.retention.interval_seconds > 0:
+            tasks.append(asyncio.create_task(self._prune_loop(client, stop)))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await ops.stop()
+            await client.aclose()
+            log.info("metrics worker stopped")
+
+    async def _stream_loop(
+        self, client: aioredis.Redis, stream_key: str, stop: asyncio.Event
+    ) -> None:
+        worker = self.stream_worker(client, stream_key)
+        c = self.settings.consumer
+        failures = 0
+        while not stop.is_set():
+            try:
+                await worker.group.ensure()
+                result = await worker.run_batch(c.batch_size, block_ms=c.block_ms or None)
+            except RetryableError as exc:  # Redis unreachable: wait, then read again
+                failures += 1
+                log.warning("batch failed, retrying: %s", exc, extra={"stream": stream_key})
+                await _sleep_or_stop(stop, self.backoff.delay(failures))
+                continue
+            self._count(stream_key, result)
+            if result.pending:  # the sink kept failing: wait for PostgreSQL before reading on
+                failures += 1
+                log.warning(
+                    "entries left pending",
+                    extra={
+                        "stream": stream_key,
+                        "pending": result.pending,
+                        "reason": result.errors[-1:],
+                    },
+                )
+                await self._wait_for_database(stop, failures)
+            else:
+                failures = 0
+            if result.read == 0 and not c.block_ms:
+                await _sleep_or_stop(stop, 0.1)
+
+    async def _wait_for_database(self, stop: asyncio.Event, failures: int) -> None:
+        attempt = failures
+        while not stop.is_set():
+            if await asyncio.to_thread(self._database_ok):
+                return
+            attempt += 1
+            await _sleep_or_stop(stop, self.backoff.delay(attempt))
+
+    def _database_ok(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def _prune_loop(self, client: aioredis.Redis, stop: asyncio.Event) -> None:
+        interval = self.settings.retention.interval_seconds
+        while not stop.is_set():
+            try:
+                result = await self.prune_async(client)
+                log.info(
+                    "pruned",
+                    extra={
+                        "buckets": result.buckets,
+                        "series": result.series,
+                        "ledger": result.ledger,
+                    },
+                )
+            except Exception as exc:  # pruning is housekeeping: log and try next round
+                log.warning("pruning failed: %s", exc)
+            await _sleep_or_stop(stop, interval)
+
+    async def ready(self, client: aioredis.Redis) -> tuple[bool, str]:
+        """``/readyz``: Redis answers PING and PostgreSQL answers ``SELECT 1``."""
+        problems: list[str] = []
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            problems.append(f"redis: {exc}")
+        if not await asyncio.to_thread(self._database_ok):
+            problems.append("postgresql: unreachable")
+        return (not problems, "; ".join(problems) or "ready")
+
+    # --- retention -----------------------------------------------------------------------------
+
+    async def prune_async(self, client: aioredis.Redis) -> PruneResult:
+        """Delete buckets past ``retention.max_age_seconds``, orphaned series, and ledger rows
+        of entries that can no longer be delivered (below each group's first pending or
+        next undelivered entry)."""
+        bounds: dict[str, tuple[int, int]] = {}
+        for name in self.settings.streams:
+            key = self.stream_key(name)
+            bound = await _ledger_bound(client, key, self.group)
+            if bound is not None:
+                bounds[key] = bound
+        result = await asyncio.to_thread(self._prune_sync, bounds)
+        for table, n in (
+            ("aggregated_metrics", result.buckets),
+            ("metric_series", result.series),
+            ("metric_applied_entries", result.ledger),
+        ):
+            self.instruments.pruned.labels(table).inc(n)
+        return result
+
+    def _prune_sync(self, bounds: Mapping[str, tuple[int, int]]) -> PruneResult:
+        with self.engine.begin() as conn:
+            agg = prune_aggregates(conn, self.settings.retention.max_age_seconds)
+            ledger = sum(prune_ledger(conn, stream, bound) for stream, bound in bounds.items())
+        if agg.series:
+            self.store.series.clear()
+        return PruneResult(agg.buckets, agg.series, ledger)
+
+    def prune(self) -> PruneResult:
+        """Blocking :meth:`prune_async` on the worker's own loop."""
+
+        async def go() -> PruneResult:
+            if self._sync_client is None:
+                self._sync_client = self._new_client()
+            return await self.prune_async(self._sync_client)
+
+        return self._run_sync(go)
+
+    # --- the private loop of the blocking API ----------------------------------------------
+
+    def _run_sync(self, factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="metrics-worker-loop", daemon=True
+                )
+                thread.start()
+                self._loop, self._thread = loop, thread
+            loop = self._loop
+        return asyncio.run_coroutine_threadsafe(factory(), loop).result()
+
+    def close(self) -> None:
+        """Close Redis and PostgreSQL connections and stop the private loop (idempotent)."""
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is not None:
+            client, self._sync_client = self._sync_client, None
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(5)
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None:
+                thread.join(5)
+            loop.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> MetricsWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _ledger_bound(client: aioredis.Redis, stream: str, group: str) -> tuple[int, int] | None:
+    """Lowest entry ID of ``stream`` that ``group`` may still deliver, or None if unknown."""
+    try:
+        groups: Any = await client.xinfo_groups(stream)
+        info: Any = await client.xpending(stream, group)
+    except RedisError:
+        return None
+    last: str | None = None
+    for g in groups:
+        name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+        if name == group:
+            raw = g["last-delivered-id"]
+            last = raw.decode() if isinstance(raw, bytes) else raw
+    if last is None:
+        return None
+    ms, _, seq = last.partition("-")
+    bound = (int(ms), int(seq) + 1)
+    if int(info["pending"]) > 0 and info["min"] is not None:
+        raw_min = info["min"].decode() if isinstance(info["min"], bytes) else info["min"]
+        pms, _, pseq = raw_min.partition("-")
+        bound = min(bound, (int(pms), int(pseq)))
+    return bound

@@ -1,0 +1,108 @@
+"""Fixtures of the log worker's integration tests: log factories, worker processes, the
+local Elasticsearch. Plain helpers are in ``log_worker_helpers.py`` (this folder is put on
+``sys.path`` so test modules can import it; the folder name has a dash, so it is no package).
+
+The shared fixtures (``redis_client``, ``elasticsearch_client``, ``log_worker_config``,
+``log_worker``) live in ``tests/integration/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from log_worker_helpers import REPO, STREAM, WorkerProcess, free_port, make_log
+
+
+@pytest.fixture
+def add_logs(redis_client: redis.Redis) -> Callable[..., list[bytes]]:
+    """``add_logs(n, start=0, stream=...)``: append ``n`` records in one round trip."""
+
+    def add(n: int, start: int = 0, stream: str = STREAM, **overrides: Any) -> list[bytes]:
+        with redis_client.pipeline(transaction=False) as pipe:
+            for i in range(start, start + n):
+                pipe.xadd(stream, {"data": json.dumps(make_log(i, **overrides))})
+            ids: list[bytes] = pipe.execute()
+        return ids
+
+    return add
+
+
+@pytest.fixture
+def start_worker(
+    redis_url: str, elasticsearch_url: str, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """``start_worker(consumer_name, *extra_flags)``: a log worker process, killed at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start(consumer: str, *flags: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        port = free_port()
+        log_path = tmp_path / f"worker-{consumer}.log"
+        argv = [
+            sys.executable, "-m", "killkrill", "worker", "logs",
+            "--redis-url", redis_url,
+            "--elasticsearch-url", elasticsearch_url,
+            "--index-prefix", "logs-test",
+            "--consumer-name", consumer,
+            "--ops-port", str(port),
+            *flags,
+        ]  # fmt: skip
+        with log_path.open("wb") as out:
+            proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env={**os.environ, **(env or {})},
+            )
+        worker = WorkerProcess(proc, log_path, port)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.proc.kill()
+            worker.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def managed_elasticsearch(elasticsearch_url: str) -> Iterator[Any]:
+    """The local Elasticsearch the dev service manager runs (tests stop and start it).
+
+    It is running again when the test ends, whatever happened. Needs ELASTICSEARCH_URL to
+    point at the instance of ``killkrill dev services up`` run with the same
+    KILLKRILL_DEV_HOME / KILLKRILL_DEV_PORT_OFFSET.
+    """
+    from killkrill.dev.elasticsearch_server import ElasticsearchServer
+
+    server = ElasticsearchServer()
+    given = urlsplit(elasticsearch_url)
+    if server.pid() is None or given.port != server.port:
+        pytest.skip(
+            f"{elasticsearch_url} is not the Elasticsearch run by `killkrill dev services up` "
+            "in this environment (export the same KILLKRILL_DEV_HOME/PORT_OFFSET); this test "
+            "stops and restarts it"
+        )
+    yield server
+    pid = server.pid()
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    if not server.ready():
+        if server.pid() is not None:
+            server.stop()
+        server.start()

@@ -1,0 +1,93 @@
+"""Plain helpers of the log worker's integration tests (the fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from elasticsearch import Elasticsearch
+
+STREAM = "logs-stream"
+DEAD_LETTER = "logs-stream:dead-letter"
+GROUP = "log-worker"
+REPO = Path(__file__).resolve().parents[3]
+
+
+def make_log(i: int, **overrides: Any) -> dict[str, Any]:
+    """A realistic log record with a unique ``seq``."""
+    log = {
+        "timestamp": f"2024-01-06T12:{(i // 60) % 60:02d}:{i % 60:02d}Z",
+        "service": f"service-{i % 10}",
+        "level": ["info", "warn", "error"][i % 3],
+        "message": f"Log message {i}",
+        "seq": i,
+    }
+    log.update(overrides)
+    return log
+
+
+def es_count(es: Elasticsearch, index: str = "logs-*", query: dict[str, Any] | None = None) -> int:
+    """Documents in ``index`` after a refresh (no sleeps)."""
+    es.indices.refresh(index=index, allow_no_indices=True, ignore_unavailable=True)
+    resp = es.count(index=index, query=query or {"match_all": {}}, allow_no_indices=True)
+    return int(resp["count"])
+
+
+def pending_count(client: redis.Redis, stream: str = STREAM, group: str = GROUP) -> int:
+    """Entries delivered to ``group`` and not acknowledged (0 when there is no group)."""
+    try:
+        return int(client.xpending(stream, group)["pending"])
+    except redis.ResponseError:
+        return 0
+
+
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll ``predicate`` until true; fail the test naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class WorkerProcess:
+    """``killkrill worker logs`` in a subprocess, its output in a file."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, ops_port: int) -> None:
+        self.proc = proc
+        self.log_path = log_path
+        self.ops_port = ops_port
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.output().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                continue
+        return lines
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)

@@ -1,0 +1,141 @@
+"""Bad samples, label explosions and PostgreSQL outages (real Redis + PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from killkrill.errors import ValidationError
+from killkrill.streams.dead_letter import list_dead_letters
+from killkrill.workers.metrics import MetricsWorker
+
+DLQ = "metrics-stream:dead-letter"
+
+
+@pytest.mark.integration
+def test_bad_samples_are_dead_lettered_with_reasons_others_aggregated(
+    redis_client, metrics_worker_config, add_samples, make_sample, totals
+):
+    good = [make_sample("api_latency_seconds", v, {"route": "/a"}) for v in (0.1, 0.2, 0.3)]
+    bad = {
+        b'{"name": "api_latency_seconds", "value": NaN}': "not valid JSON",
+        make_sample("api_latency_seconds", "NaN"): "must be finite",
+        json.dumps({"value": 1.0, "labels": {}}).encode(): "missing required field name",
+        make_sample("api_latency_seconds", "fast"): "'fast' is not a number",
+    }
+    explosion = [make_sample("user_logins", 1, {"user": f"u{i}"}) for i in range(6)]
+    ids = add_samples("metrics-stream", [*good, *bad, *explosion])
+
+    with MetricsWorker({**metrics_worker_config, "max_series_per_metric": 3}) as worker:
+        result = worker.aggregate_batch(count=100)
+
+    assert (result.success, result.dead_lettered, result.failed) == (6, 7, 7)
+    assert totals() == {"api_latency_seconds": (3, pytest.approx(0.6)), "user_logins": (3, 3.0)}
+    assert redis_client.xlen("metrics-stream") == 0
+    letters = {letter.source_id: letter for letter in list_dead_letters(redis_client, DLQ)}
+    assert len(letters) == 7
+    for eid, (payload, reason) in zip(ids[3:7], bad.items(), strict=True):
+        assert reason in letters[eid].reason
+        assert letters[eid].data == payload  # byte for byte
+        assert letters[eid].source_stream == "metrics-stream"
+        assert letters[eid].worker.startswith("metrics-worker/")
+    for eid in ids[10:]:
+        assert "label explosion" in letters[eid].reason
+        assert "cap is 3" in letters[eid].reason
+
+
+@pytest.mark.integration
+def test_stop_on_error_raises_after_the_batch_is_handled(
+    redis_client, metrics_worker, add_samples, make_sample, totals
+):
+    add_samples(
+        "metrics-stream",
+        [make_sample("jobs_done", 1), b'{"invalid": "sample"}', make_sample("jobs_done", 2)],
+    )
+    with pytest.raises(ValidationError, match="missing required field name"):
+        metrics_worker.aggregate_batch(stop_on_error=True)
+    assert totals() == {"jobs_done": (2, 3.0)}
+    assert redis_client.xlen(DLQ) == 1
+
+
+@pytest.mark.integration
+def test_database_unreachable_leaves_entries_pending_then_they_are_delivered(
+    redis_client, metrics_worker_config, add_samples, make_sample, totals, free_port
+):
+    """PostgreSQL errors are retryable: nothing is acked or dead-lettered while it is down."""
+    add_samples("metrics-stream", [make_sample("retried", 1) for _ in range(3)])
+    url = urlsplit(metrics_worker_config["database_url"])
+    dead = url._replace(netloc=f"{url.username}:{url.password}@127.0.0.1:{free_port()}").geturl()
+
+    with MetricsWorker({**metrics_worker_config, "database_url": dead}) as broken:
+        result = broken.aggregate_batch(max_retries=1)
+        errors = broken.instruments.db_errors.labels("connect")._value.get()
+    assert (result.success, result.pending, result.attempts, result.dead_lettered) == (0, 3, 2, 0)
+    assert errors == 2
+    assert "PostgreSQL unreachable" in result.errors[0]
+    assert redis_client.xlen("metrics-stream") == 3
+    assert redis_client.xpending("metrics-stream", "metrics-worker")["pending"] == 3
+
+    time.sleep(0.2)
+    with MetricsWorker({**metrics_worker_config, "claim_idle_ms": 100}) as worker:
+        assert worker.aggregate_batch()["success"] == 3
+    assert totals() == {"retried": (3, 3.0)}
+    assert redis_client.xlen(DLQ) == 0
+
+
+@pytest.fixture
+def managed_postgres(postgres_url):
+    """The PostgreSQL of `killkrill dev services` serving the test database (to stop it)."""
+    from killkrill.dev.postgres_server import PostgresServer
+
+    server = PostgresServer()
+    if server.pid() is None or server.port != urlsplit(postgres_url).port:
+        pytest.skip(
+            "TEST_DATABASE_URL is not served by `killkrill dev services` with this "
+            "KILLKRILL_DEV_HOME / KILLKRILL_DEV_PORT_OFFSET, so it cannot be stopped here"
+        )
+    yield server
+    if not server.running():
+        server.start()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_postgres_restart_mid_run_loses_nothing(
+    redis_client, managed_postgres, spawn_worker, add_samples, make_sample, totals, wait_until
+):
+    """PostgreSQL stopped and started under a running worker: totals exact, nothing
+    dead-lettered, the worker still exits 0 on SIGTERM."""
+
+    def batch(n: int) -> list[bytes]:
+        return [make_sample("pg_restart", 1, {"k": str(i % 20)}) for i in range(n)]
+
+    worker = spawn_worker("--batch-size", "200", "--claim-idle-ms", "1000")
+    add_samples("metrics-stream", batch(2000))
+    wait_until(lambda: sum(c for c, _ in totals().values()) > 0, 30, "first samples applied")
+    managed_postgres.stop()
+    try:
+        add_samples("metrics-stream", batch(2000))
+        time.sleep(2.0)  # the worker meets the outage: retries, leaves pending, waits
+        assert redis_client.xlen("metrics-stream") > 0
+    finally:
+        managed_postgres.start()
+    add_samples("metrics-stream", batch(1000))
+    wait_until(
+        lambda: (
+            redis_client.xlen("metrics-stream") == 0
+            and redis_client.xpending("metrics-stream", "metrics-worker")["pending"] == 0
+        ),
+        60,
+        "the stream drained after PostgreSQL came back",
+        step=0.2,
+    )
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, worker.output()
+    assert totals() == {"pg_restart": (5000, 5000.0)}
+    assert redis_client.xlen(DLQ) == 0
+    assert "entries left pending" in worker.output()

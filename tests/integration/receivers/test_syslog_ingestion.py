@@ -1,0 +1,287 @@
+"""Syslog from real clients (util-linux `logger`, rsyslog) into the real logs-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import ssl
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from killkrill.receivers.syslog_server import SyslogServer
+
+ReadStream = Callable[[str], list[dict[str, Any]]]
+LOGGER = shutil.which("logger")
+RSYSLOGD = shutil.which("rsyslogd")
+OPENSSL = shutil.which("openssl")
+needs_logger = pytest.mark.skipif(LOGGER is None, reason="logger not installed (Debian: bsdutils)")
+
+
+async def wait_for(
+    redis_client: redis.Redis, count: int, stream: str = "logs-stream", within: float = 15
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while redis_client.xlen(stream) < count:
+        if loop.time() > deadline:
+            raise AssertionError(f"{stream} has {redis_client.xlen(stream)} of {count} entries")
+        await asyncio.sleep(0.05)
+
+
+async def logger(*args: str) -> None:
+    assert LOGGER is not None
+    proc = await asyncio.create_subprocess_exec(LOGGER, *args, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+
+
+@needs_logger
+@pytest.mark.parametrize("transport", ["--udp", "--tcp"])
+async def test_logger_rfc5424(
+    start_syslog: Callable[..., Any],
+    redis_client: redis.Redis,
+    read_stream: ReadStream,
+    transport: str,
+) -> None:
+    server: SyslogServer = await start_syslog()
+    await logger(
+        "--server", "127.0.0.1", "--port", str(server.tcp_port), transport, "--rfc5424",
+        "-t", "billing", "-i", "-p", "local3.warning", "--msgid", "INV42",
+        "--sd-id", "order@32473", "--sd-param", 'id="981"', "--sd-param", 'total="12.50"',
+        "invoice created",
+    )  # fmt: skip
+    await wait_for(redis_client, 1)
+    [rec] = read_stream("logs-stream")
+    assert rec["service"] == "billing"
+    assert rec["level"] == "warn"
+    assert rec["message"] == "invoice created"
+    assert rec["facility"] == "local3"
+    assert rec["msgid"] == "INV42"
+    assert rec["hostname"] == socket.gethostname()
+    assert rec["procid"].isdigit()
+    assert rec["structured_data"]["order@32473"] == {"id": "981", "total": "12.50"}
+    assert "timeQuality" in rec["structured_data"]
+    assert rec["syslog_format"] == "rfc5424"
+    assert rec["raw"].startswith("<156>1 ")
+
+
+@needs_logger
+@pytest.mark.parametrize("transport", ["--udp", "--tcp"])
+async def test_logger_rfc3164(
+    start_syslog: Callable[..., Any],
+    redis_client: redis.Redis,
+    read_stream: ReadStream,
+    transport: str,
+) -> None:
+    server: SyslogServer = await start_syslog()
+    await logger(
+        "--server", "127.0.0.1", "--port", str(server.tcp_port), transport, "--rfc3164",
+        "-t", "sshd", "-i", "-p", "auth.err", "Failed password for root",
+    )  # fmt: skip
+    await wait_for(redis_client, 1)
+    [rec] = read_stream("logs-stream")
+    assert (rec["service"], rec["level"], rec["facility"]) == ("sshd", "error", "auth")
+    assert rec["message"] == "Failed password for root"
+    assert rec["procid"].isdigit()
+    assert rec["hostname"] == socket.gethostname()
+    assert rec["syslog_format"] == "rfc3164"
+
+
+@needs_logger
+async def test_logger_octet_counting_many_lines_in_order(
+    start_syslog: Callable[..., Any],
+    redis_client: redis.Redis,
+    read_stream: ReadStream,
+    tmp_path: Path,
+) -> None:
+    server: SyslogServer = await start_syslog()
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"line {i} with\ttab\n" for i in range(500)))
+    await logger(
+        "--server", "127.0.0.1", "--port", str(server.tcp_port), "--tcp", "--octet-count",
+        "--rfc5424=notq", "-t", "batch", "-f", str(lines),
+    )  # fmt: skip
+    await wait_for(redis_client, 500)
+    stored = read_stream("logs-stream")
+    assert [r["message"] for r in stored] == [f"line {i} with\ttab" for i in range(500)]
+    assert all("structured_data" not in r for r in stored)
+
+
+async def test_mixed_framing_oversized_and_garbage_over_raw_tcp(
+    start_syslog: Callable[..., Any], redis_client: redis.Redis, read_stream: ReadStream
+) -> None:
+    server: SyslogServer = await start_syslog(**{"syslog.max_frame_bytes": 1000})
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
+    big = b"<13>" + b"x" * 2000
+    writer.write(
+        b"<13>Jan  2 03:04:05 host app: lf framed\n"
+        + f"{len(big)} ".encode() + big
+        + b"not syslog at all \xff\n"
+        + b"<13>1 2024-01-06T12:00:00Z h app - - - after\n"
+    )  # fmt: skip
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    await wait_for(redis_client, 3)
+    stored = read_stream("logs-stream")
+    assert [r["message"] for r in stored] == ["lf framed", "not syslog at all \ufffd", "after"]
+    assert stored[1]["parse_error"] == "no <PRI> at the start"
+    assert stored[1]["raw"] == "not syslog at all \\xff"
+    oversized = server.metrics.syslog_oversized.labels(transport="tcp")._value.get()
+    assert oversized == 1
+
+
+async def test_tcp_backpressure_pauses_reading_and_loses_nothing(
+    start_syslog: Callable[..., Any], redis_client: redis.Redis, read_stream: ReadStream
+) -> None:
+    """With the stream at its backlog limit the server stops reading; once a worker drains
+    the stream every message arrives, none twice."""
+    server: SyslogServer = await start_syslog(
+        **{"backpressure.max_backlog": 50, "backpressure.retry_after": 0.1, "syslog.batch_size": 10}
+    )
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
+    for i in range(300):
+        writer.write(f"<14>1 2024-01-06T12:00:00Z h app - - - msg {i}\n".encode())
+    await writer.drain()
+    await asyncio.sleep(1.0)
+    assert redis_client.xlen("logs-stream") <= 60  # held back, not written
+    assert server.metrics.syslog_paused._value.get() >= 0  # counter exists
+    seen: list[str] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while len(seen) < 300 and loop.time() < deadline:  # act as the worker: read and delete
+        for entry_id, fields in redis_client.xrange("logs-stream"):
+            import orjson
+
+            seen.append(orjson.loads(fields[b"data"])["message"])
+            redis_client.xdel("logs-stream", entry_id)
+        await asyncio.sleep(0.05)
+    writer.close()
+    await writer.wait_closed()
+    assert seen == [f"msg {i}" for i in range(300)]
+
+
+async def test_udp_drops_are_counted_when_the_queue_is_full(
+    start_syslog: Callable[..., Any], redis_client: redis.Redis
+) -> None:
+    server: SyslogServer = await start_syslog(
+        **{"syslog.udp_queue": 5, "backpressure.max_backlog": 1, "backpressure.retry_after": 0.2}
+    )
+    redis_client.xadd("logs-stream", {"data": b"{}"})  # the stream is "full" from the start
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, remote_addr=("127.0.0.1", server.udp_port)
+    )
+    for i in range(50):
+        transport.sendto(f"<14>udp {i}".encode())
+    transport.close()
+    await asyncio.sleep(0.5)
+    dropped = server.metrics.syslog_udp_dropped._value.get()
+    assert dropped >= 40
+    accepted = server.metrics.accepted.labels(kind="logs", protocol="syslog")
+    loop_deadline = loop.time() + 10
+    while accepted._value.get() + dropped < 50 and loop.time() < loop_deadline:
+        redis_client.delete("logs-stream")  # act as the worker: drain
+        await asyncio.sleep(0.05)
+    assert accepted._value.get() + dropped == 50, "every datagram is written or counted as dropped"
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")
+async def test_tls_rfc5425(
+    start_syslog: Callable[..., Any],
+    redis_client: redis.Redis,
+    read_stream: ReadStream,
+    tmp_path: Path,
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(  # noqa: ASYNC221 - a one-off key generation before the server starts
+        [str(OPENSSL), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server: SyslogServer = await start_syslog(
+        **{"syslog.tls_port": 0, "syslog.tls_cert": str(cert), "syslog.tls_key": str(key)}
+    )
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.tls_port, ssl=context)
+    message = b"<13>1 2024-01-06T12:00:00Z host app 1 - - over tls"
+    writer.write(f"{len(message)} ".encode() + message)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    await wait_for(redis_client, 1)
+    assert read_stream("logs-stream")[0]["message"] == "over tls"
+
+
+RSYSLOG_CONF = """
+global(workDirectory="{workdir}")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{inport}")
+*.* action(type="omfwd" target="127.0.0.1" port="{outport}" protocol="tcp"
+           template="{template}" {framing})
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    RSYSLOGD is None or LOGGER is None,
+    reason="rsyslogd/logger not installed (Debian: rsyslog, bsdutils)",
+)
+@pytest.mark.parametrize(
+    ("template", "framing"),
+    [
+        ("RSYSLOG_SyslogProtocol23Format", 'TCP_Framing="octet-counted"'),
+        ("RSYSLOG_ForwardFormat", ""),
+    ],
+    ids=["rfc5424-octet-counted", "forward-format-lf"],
+)
+async def test_rsyslog_forwarding(
+    start_syslog: Callable[..., Any],
+    redis_client: redis.Redis,
+    read_stream: ReadStream,
+    tmp_path: Path,
+    free_port: Callable[[], int],
+    template: str,
+    framing: str,
+) -> None:
+    """logger -> rsyslog (UDP in) -> forwarded over TCP -> receiver."""
+    server: SyslogServer = await start_syslog()
+    inport = free_port()
+    conf = tmp_path / "rsyslog.conf"
+    conf.write_text(
+        RSYSLOG_CONF.format(
+            workdir=tmp_path,
+            inport=inport,
+            outport=server.tcp_port,
+            template=template,
+            framing=framing,
+        )
+    )
+    assert RSYSLOGD is not None
+    proc = await asyncio.create_subprocess_exec(
+        RSYSLOGD, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(1.0)  # rsyslog binds its UDP input
+        for i in range(20):
+            await logger("--server", "127.0.0.1", "--port", str(inport), "--udp", "--rfc5424=notq",
+                         "-t", "relayed", "-p", "user.err", f"relayed message {i}")  # fmt: skip
+        await wait_for(redis_client, 20, within=20)
+    finally:
+        proc.terminate()
+        await proc.wait()
+    stored = read_stream("logs-stream")
+    assert sorted(r["message"] for r in stored) == sorted(
+        f"relayed message {i}" for i in range(20)
+    ), stored[0]["raw"]
+    assert {r["service"] for r in stored} == {"relayed"}
+    assert {r["level"] for r in stored} == {"error"}
+    assert {r["hostname"] for r in stored} <= {socket.gethostname(), "localhost", "127.0.0.1"}

@@ -1,0 +1,105 @@
+"""The syslog parser: known messages from the RFCs and real tools; arbitrary bytes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from killkrill.receivers.syslog_parser import parse_syslog
+from killkrill.schemas import validate_log
+
+NOW = datetime(2024, 11, 25, 18, 0, tzinfo=UTC)
+
+
+def test_rfc5424_with_structured_data() -> None:
+    rec = parse_syslog(
+        b"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog 42 ID47 "
+        b'[exampleSDID@32473 iut="3" eventSource="App\\"x\\]"][meta class="high"] '
+        b"\xef\xbb\xbfAn application event",
+        received_at=NOW,
+    )
+    assert rec["timestamp"] == "2003-10-11T22:14:15.003000Z"
+    assert rec["service"] == "evntslog"
+    assert rec["level"] == "info"  # notice
+    assert rec["facility"] == "local4"
+    assert rec["severity"] == "notice"
+    assert rec["hostname"] == "mymachine.example.com"
+    assert rec["procid"] == "42"
+    assert rec["msgid"] == "ID47"
+    assert rec["structured_data"] == {
+        "exampleSDID@32473": {"iut": "3", "eventSource": 'App"x]'},
+        "meta": {"class": "high"},
+    }
+    assert rec["message"] == "An application event"
+    assert rec["syslog_format"] == "rfc5424"
+    assert rec["raw"].startswith("<165>1 2003-10-11")
+
+
+def test_rfc5424_nil_values_and_offset() -> None:
+    rec = parse_syslog(b"<11>1 2003-08-24T05:14:15.000003-07:00 - - - - - boom", received_at=NOW)
+    assert rec["timestamp"] == "2003-08-24T12:14:15.000003Z"
+    assert rec["service"] == "syslog"
+    assert rec["level"] == "error"
+    assert "hostname" not in rec and "procid" not in rec and "msgid" not in rec
+    assert rec["message"] == "boom"
+
+
+def test_rfc3164_with_host_tag_and_pid() -> None:
+    rec = parse_syslog(b"<34>Oct 11 22:14:15 mymachine su[230]: 'su root' failed", received_at=NOW)
+    assert rec["timestamp"] == "2024-10-11T22:14:15.000000Z"
+    assert (rec["service"], rec["hostname"], rec["procid"]) == ("su", "mymachine", "230")
+    assert rec["level"] == "fatal"  # crit
+    assert rec["message"] == "'su root' failed"
+    assert rec["syslog_format"] == "rfc3164"
+
+
+def test_rfc3164_december_line_read_in_january_keeps_its_year() -> None:
+    rec = parse_syslog(
+        b"<13>Dec 31 23:59:59 h app: x", received_at=datetime(2025, 1, 1, tzinfo=UTC)
+    )
+    assert rec["timestamp"].startswith("2024-12-31")
+
+
+def test_rsyslog_forward_format_with_rfc3339_time() -> None:
+    rec = parse_syslog(b"<30>2024-01-06T12:00:00.5+01:00 web nginx: GET /", received_at=NOW)
+    assert rec["timestamp"] == "2024-01-06T11:00:00.500000Z"
+    assert (rec["hostname"], rec["service"], rec["message"]) == ("web", "nginx", "GET /")
+
+
+def test_unparseable_lines_are_kept_with_a_marker() -> None:
+    rec = parse_syslog(b"hello \xff world", received_at=NOW, default_service="edge")
+    assert rec["service"] == "edge"
+    assert rec["message"] == "hello \ufffd world"
+    assert rec["raw"] == "hello \\xff world"
+    assert rec["parse_error"] == "no <PRI> at the start"
+    assert rec["timestamp"] == "2024-11-25T18:00:00.000000Z"
+
+
+def test_bad_structured_data_is_kept_in_the_message() -> None:
+    rec = parse_syslog(b'<13>1 2024-01-06T12:00:00Z h a - - [broken x="1" rest', received_at=NOW)
+    assert rec["parse_error"].startswith("malformed STRUCTURED-DATA")
+    assert rec["message"] == '[broken x="1" rest'
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_never_raises_on_arbitrary_bytes_and_always_yields_a_valid_record(data: bytes) -> None:
+    rec = parse_syslog(data, received_at=NOW)
+    validate_log(dict(rec))
+
+
+_PRI = st.integers(0, 200).map(lambda p: f"<{p}>".encode())
+_TEXT = st.text(max_size=40).map(lambda s: s.encode("utf-8", "surrogatepass"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(_PRI, _TEXT, st.sampled_from([
+    b"1 ", b"- ", b"[", b"]", b'="', b"\\", b" ", b"Oct 11 22:14:15 ", b"2024-01-06T12:00:00Z ",
+    b"tag[12]: ", b"\xef\xbb\xbf",
+])), max_size=12).map(b"".join))  # fmt: skip
+def test_never_raises_on_syslog_like_bytes(data: bytes) -> None:
+    rec = parse_syslog(data, received_at=NOW)
+    validate_log(dict(rec))
+    assert rec["raw"] is not None

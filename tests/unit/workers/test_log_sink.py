@@ -1,0 +1,102 @@
+"""The Elasticsearch sink's boundary: whole-request errors and 413 splitting.
+
+The Elasticsearch client is replaced by a small stand-in with the one method the sink calls
+(``bulk``), raising the client's own exception types; the integration tests use the real
+server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from elastic_transport import ApiResponseMeta, ConnectionError, ConnectionTimeout, HttpHeaders
+from elasticsearch import ApiError
+
+from killkrill.errors import ServiceUnavailable
+from killkrill.streams.consumer import Entry
+from killkrill.workers.base import DELIVERED, Item, Reject
+from killkrill.workers.logs.sink import ElasticsearchSink
+from killkrill.workers.logs.transform import LogDocument, action_line
+
+
+class _Response:
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+
+
+def _api_error(status: int) -> ApiError:
+    meta = ApiResponseMeta(
+        status=status, http_version="1.1", headers=HttpHeaders(), duration=0.0, node=None
+    )
+    return ApiError("boom", meta=meta, body={"error": {"type": "t", "reason": "r"}})
+
+
+class StubClient:
+    """Answers ``bulk`` with the next scripted exception or success."""
+
+    def __init__(self, *script: Any, max_docs: int | None = None) -> None:
+        self.script = list(script)
+        self.calls: list[int] = []
+        self.max_docs = max_docs
+
+    async def bulk(self, *, operations: bytes, **_: Any) -> _Response:
+        docs = operations.count(b"\n") // 2
+        self.calls.append(docs)
+        if self.max_docs is not None and docs > self.max_docs:
+            raise _api_error(413)
+        if self.script:
+            step = self.script.pop(0)
+            if isinstance(step, BaseException):
+                raise step
+        return _Response({"errors": False, "items": [{"index": {"status": 201}}] * docs})
+
+
+def items(n: int, size: int = 10) -> list[Item[LogDocument]]:
+    return [
+        Item(
+            Entry("logs-stream", f"1-{i}", {b"data": b"{}"}),
+            LogDocument(
+                "logs-2024.01.06",
+                f"id-{i}",
+                orjson.dumps({"x": "y" * size}),
+                action_line("logs-2024.01.06", f"id-{i}"),
+            ),
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ConnectionTimeout("timed out"),
+        ConnectionError("refused"),
+        _api_error(429),
+        _api_error(503),
+        _api_error(401),
+    ],
+)
+async def test_whole_request_failures_mean_retry_everything(error: BaseException) -> None:
+    sink = ElasticsearchSink(StubClient(error))  # type: ignore[arg-type]
+    with pytest.raises(ServiceUnavailable):
+        await sink.write(items(3))
+
+
+async def test_success_answers_every_item() -> None:
+    sink = ElasticsearchSink(StubClient())  # type: ignore[arg-type]
+    assert await sink.write(items(3)) == {f"1-{i}": DELIVERED for i in range(3)}
+    assert await sink.write([]) == {}
+
+
+async def test_request_too_large_is_split_and_a_lone_giant_is_rejected() -> None:
+    client = StubClient(max_docs=2)
+    sink = ElasticsearchSink(client)  # type: ignore[arg-type]
+    out = await sink.write(items(5))
+    assert out == {f"1-{i}": DELIVERED for i in range(5)}
+    assert client.calls == [5, 2, 3, 1, 2]  # 5 -> 2 + 3 -> 2 + (1 + 2)
+
+    client = StubClient(max_docs=0)
+    out = await ElasticsearchSink(client).write(items(2))  # type: ignore[arg-type]
+    assert all(isinstance(o, Reject) and "413" in o.reason for o in out.values())
