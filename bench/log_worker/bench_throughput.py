@@ -4,25 +4,40 @@
         python bench/log_worker/bench_throughput.py [--logs 100000] [--bulk 500] [--runs 3]
 
 * bare loader: the documents the worker would write (already transformed and encoded),
-  sent with ``_bulk`` in chunks of ``--bulk`` by one process, ``--in-flight`` requests at a
-  time (the worker's own setting), with the same client settings as the worker: the limit
-  of this Elasticsearch on this machine;
+  sent with ``_bulk`` in chunks of ``--bulk``, ``--in-flight`` requests at a time (the
+  worker's own setting), with the same client settings as the worker: the limit of this
+  Elasticsearch on this machine;
 * worker: the same records as ~500-byte entries on ``logs-stream`` (as the receivers write
   them: canonical timestamp and level), drained by one ``LogWorker`` in its long-running
   mode (read, parse, validate, transform, ``_bulk``, XACK+XDEL; ``--in-flight`` batches at
-  once) in batches of ``--bulk``; the clock runs from start to the last ack.
+  once) in batches of ``--bulk``.
 
-Runs alternate (loader, worker, loader, ...) and medians are printed with the ratio; target
-worker >= 0.8 x loader. Flushes the Redis database and deletes ``bench-logs-*`` indices.
+Each side runs in a fresh process of its own (spawned, so neither carries the other's data
+or the bench's), set up like ``killkrill worker logs`` sets up its process (start-up objects
+frozen for the garbage collector, see :mod:`killkrill.workers.gctune`). The clock runs from
+the first request to the last ``_bulk`` answer (loader) or the last ack (worker). Beside the
+rate, the CPU time per document of that process, of Elasticsearch (``_nodes/stats``) and of
+Redis (``INFO cpu``) over the same window is printed.
+
+``--warmup`` rounds (default 1: a cold Elasticsearch is much slower) are run and not counted;
+then runs alternate (loader, worker, loader, ...) and medians are printed with the ratio,
+and the ratio of each round (steadier when something else loads the machine for a while);
+target worker >= 0.8 x loader. Flushes the Redis database and deletes ``bench-logs-*``
+indices.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
+import resource
 import statistics
 import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
 
 import orjson
 import redis
@@ -30,6 +45,7 @@ import redis.asyncio
 from elasticsearch import Elasticsearch
 
 from killkrill.workers.base import BatchResult
+from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.logs import LogWorker
 from killkrill.workers.logs.bulk import encode_bulk
 from killkrill.workers.logs.sink import elasticsearch_client
@@ -57,8 +73,9 @@ def record(i: int) -> bytes:
     return orjson.dumps(base)
 
 
-def fill_stream(client: redis.Redis, payloads: list[bytes]) -> None:
-    client.flushdb()
+def fill_stream(client: redis.Redis, payloads: list[bytes], *, flush: bool = True) -> None:
+    if flush:
+        client.flushdb()
     for start in range(0, len(payloads), 10_000):
         with client.pipeline(transaction=False) as pipe:
             for p in payloads[start : start + 10_000]:
@@ -70,30 +87,90 @@ def reset_indices(es: Elasticsearch) -> None:
     es.options(ignore_status=404).indices.delete(index=f"{PREFIX}-*", allow_no_indices=True)
 
 
-async def bare_loader(es_url: str, docs: list[LogDocument], bulk: int, in_flight: int) -> float:
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Run:
+    """One timed run: documents per second and CPU seconds of each process over it."""
+
+    rate: float
+    docs: int
+    own_cpu: float
+    es_cpu: float = 0.0
+    redis_cpu: float = 0.0
+
+    def line(self, label: str) -> str:
+        per = 1e6 / self.docs
+        return (
+            f"{label} {self.rate:>8,.0f} docs/s | CPU per doc: own {self.own_cpu * per:5.1f} us, "
+            f"elasticsearch {self.es_cpu * per:5.1f} us, redis {self.redis_cpu * per:4.1f} us"
+        )
+
+
+class Meters:
+    """CPU seconds of Elasticsearch (all nodes) and Redis, read from their own stats."""
+
+    def __init__(self, es: Elasticsearch, r: redis.Redis) -> None:
+        self.es, self.r = es, r
+
+    def read(self) -> tuple[float, float]:
+        nodes: Any = self.es.nodes.stats(metric="process").body["nodes"]
+        es_ms = sum(n["process"]["cpu"]["total_in_millis"] for n in nodes.values())
+        info: Any = self.r.info("cpu")
+        return es_ms / 1000, float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+# --- the two sides, each in its own process ------------------------------------------------
+
+
+def loader_process(
+    es_url: str, logs: int, bulk: int, in_flight: int, go: Any, out: Connection
+) -> None:
+    """Build the documents the worker would send, then time sending them (one process)."""
+    probe = LogWorker({"redis_url": "redis://127.0.0.1:1/0", "elasticsearch_url": es_url,
+                       "elasticsearch_index": PREFIX})  # fmt: skip
+    docs = [probe.transformer.document(f"{i}-0", record(i)) for i in range(logs)]
+    tune_for_streaming()
+    out.send("ready")
+    go.wait()
+    out.send(asyncio.run(bare_loader(es_url, docs, bulk, in_flight)))
+
+
+async def bare_loader(es_url: str, docs: list[LogDocument], bulk: int, in_flight: int) -> Run:
     """Send ``docs`` with ``_bulk`` in chunks of ``bulk``, ``in_flight`` requests at once."""
     client = elasticsearch_client(es_url, request_timeout=60)
     chunks = [docs[start : start + bulk] for start in range(0, len(docs), bulk)]
     try:
         await install_template(client, PREFIX, number_of_replicas=0)
+        await client.cluster.health()  # connection opened: not timed
 
         async def lane(mine: list[list[LogDocument]]) -> None:
             for chunk in mine:
                 resp = await client.bulk(operations=encode_bulk(chunk), filter_path="errors")  # type: ignore[arg-type]
                 assert not resp.body.get("errors"), "bare loader: bulk errors"
 
-        started = time.perf_counter()
+        cpu, started = cpu_seconds(), time.perf_counter()
         await asyncio.gather(*(lane(chunks[n::in_flight]) for n in range(in_flight)))
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     finally:
         await client.close()
-    return len(docs) / elapsed
+    return Run(len(docs) / elapsed, len(docs), cpu)
+
+
+def worker_process(
+    redis_url: str, es_url: str, logs: int, bulk: int, in_flight: int, go: Any, out: Connection
+) -> None:
+    """Prepare one LogWorker, wait for the stream to be filled, time draining it."""
+    out.send(asyncio.run(worker_run(redis_url, es_url, logs, bulk, in_flight, go, out)))
 
 
 async def worker_run(
-    redis_url: str, es_url: str, payloads: list[bytes], bulk: int, in_flight: int
-) -> float:
-    """Time one LogWorker in its long-running mode from start until the stream is drained."""
+    redis_url: str, es_url: str, logs: int, bulk: int, in_flight: int, go: Any, out: Connection
+) -> Run:
     config = {
         "redis_url": redis_url,
         "elasticsearch_url": es_url,
@@ -106,25 +183,51 @@ async def worker_run(
     worker = LogWorker(config)
     worker.settings.consumer.in_flight = in_flight
     await worker.aprocess_batch(count=1)  # template, group, connections: not timed
-    fill_stream(redis.from_url(redis_url), payloads)
-    probe = redis.asyncio.from_url(redis_url)
+    tune_for_streaming()  # as `killkrill worker logs` does once started
+    out.send("ready")
+    await asyncio.get_running_loop().run_in_executor(None, go.wait)  # the parent fills
     indexed = 0
+    finished = 0.0
+    cpu_end = 0.0
 
     async def on_batch(result: BatchResult) -> None:
-        nonlocal indexed
+        nonlocal indexed, finished, cpu_end
         indexed += result.success
-        if indexed >= len(payloads):
+        if indexed >= logs and not finished:
+            finished, cpu_end = time.perf_counter(), cpu_seconds()  # the last ack
             worker.request_stop()
 
-    started = time.perf_counter()
+    cpu, started = cpu_seconds(), time.perf_counter()
     await worker.run(on_batch=on_batch)
-    elapsed = time.perf_counter() - started
+    probe = redis.asyncio.from_url(redis_url)
     left = await probe.xlen(STREAM)
-    assert left == 0, f"{left} entries left on the stream"
-    assert indexed == len(payloads), f"{indexed} indexed of {len(payloads)}"
     await probe.aclose()
     await worker.aclose()
-    return indexed / elapsed
+    assert left == 0, f"{left} entries left on the stream"
+    assert indexed == logs, f"{indexed} indexed of {logs}"
+    return Run(indexed / (finished - started), indexed, cpu_end - cpu)
+
+
+# --- the parent: fills, meters, alternates ---------------------------------------------------
+
+
+def timed(target: Any, args: tuple[Any, ...], meters: Meters, before_go: Any = None) -> Run:
+    """Run ``target`` in a fresh (spawned) process; meter ES and Redis around its clock."""
+    ctx = multiprocessing.get_context("spawn")
+    go = ctx.Event()
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(*args, go, child))
+    proc.start()
+    assert parent.recv() == "ready"
+    if before_go is not None:
+        before_go()
+    es0, redis0 = meters.read()
+    go.set()
+    run: Run = parent.recv()
+    es1, redis1 = meters.read()
+    proc.join()
+    run.es_cpu, run.redis_cpu = es1 - es0, redis1 - redis0
+    return run
 
 
 def main() -> None:
@@ -132,6 +235,7 @@ def main() -> None:
     parser.add_argument("--logs", type=int, default=100_000)
     parser.add_argument("--bulk", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1, help="Rounds run first, not counted.")
     parser.add_argument(
         "--in-flight", type=int, default=2, help="Requests in flight, worker and loader alike."
     )
@@ -140,30 +244,42 @@ def main() -> None:
     es_url = os.environ.get("ELASTICSEARCH_URL", "http://127.0.0.1:9200")
     r = redis.from_url(redis_url)
     es = Elasticsearch(es_url, request_timeout=120)
+    meters = Meters(es, r)
 
     payloads = [record(i) for i in range(args.logs)]
     print(f"{args.logs} logs of {statistics.mean(map(len, payloads)):.0f} bytes, bulk {args.bulk}")
-    # The loader sends what the worker would send (same transformer, same ids shape).
-    probe = LogWorker({"redis_url": redis_url, "elasticsearch_url": es_url,
-                       "elasticsearch_index": PREFIX})  # fmt: skip
-    docs = [probe.transformer.document(f"{i}-0", p) for i, p in enumerate(payloads)]
-
-    loader, worker = [], []
-    for run in range(args.runs):
+    loader: list[Run] = []
+    worker: list[Run] = []
+    for n in range(args.warmup + args.runs):
+        label = f"run {n - args.warmup + 1}" if n >= args.warmup else "warm-up"
         reset_indices(es)
-        rate = asyncio.run(bare_loader(es_url, docs, args.bulk, args.in_flight))
-        loader.append(rate)
-        print(f"run {run + 1}: bare _bulk loader {rate:,.0f} docs/s")
+        run = timed(loader_process, (es_url, args.logs, args.bulk, args.in_flight), meters)
+        print(run.line(f"{label}: bare _bulk loader"))
+        if n >= args.warmup:
+            loader.append(run)
         reset_indices(es)
         r.flushdb()
-        rate = asyncio.run(worker_run(redis_url, es_url, payloads, args.bulk, args.in_flight))
-        worker.append(rate)
-        left = r.xlen(STREAM)
-        print(f"run {run + 1}: log worker      {rate:,.0f} docs/s (stream left: {left})")
+        run = timed(
+            worker_process,
+            (redis_url, es_url, args.logs, args.bulk, args.in_flight),
+            meters,
+            before_go=lambda: fill_stream(r, payloads, flush=False),
+        )
+        print(run.line(f"{label}: log worker     "))
+        if n >= args.warmup:
+            worker.append(run)
     reset_indices(es)
     r.flushdb()
-    lm, wm = statistics.median(loader), statistics.median(worker)
-    print(f"MEDIAN bare loader {lm:,.0f} docs/s | worker {wm:,.0f} docs/s | ratio {wm / lm:.2f}")
+    lm = statistics.median(x.rate for x in loader)
+    wm = statistics.median(x.rate for x in worker)
+    pairs = [w.rate / x.rate for x, w in zip(loader, worker, strict=True)]
+    own = statistics.median(x.own_cpu / x.docs * 1e6 for x in worker)
+    # On a shared machine a slow spell hits one or two runs: the ratio of each round's pair
+    # (run back to back) is steadier than the ratio of the two medians; both are printed.
+    print(f"ratio per round (worker / the loader run just before it): "
+          f"{', '.join(f'{p:.2f}' for p in pairs)}; median {statistics.median(pairs):.2f}")  # fmt: skip
+    print(f"MEDIAN bare loader {lm:,.0f} docs/s | worker {wm:,.0f} docs/s | ratio {wm / lm:.2f} "
+          f"| worker CPU {own:.1f} us/doc")  # fmt: skip
 
 
 if __name__ == "__main__":

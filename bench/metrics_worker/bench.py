@@ -1,19 +1,28 @@
 """Metrics worker throughput vs. a bare loader of the same pre-aggregated rows.
 
     REDIS_URL=... DATABASE_URL=... python bench/metrics_worker/bench.py [--samples 200000]
-        [--series 1000] [--batch-size 5000] [--runs 3]
+        [--series 1000] [--batch-size 5000] [--in-flight 2] [--timestamps canonical|epoch]
+        [--runs 3]
 
 Each run:
 
 1. empties the metrics tables and XADDs ``--samples`` samples over ``--series`` distinct
-   series (10 names x series/10 label sets, current timestamps) to ``bench-stream``;
+   series (10 names x series/10 label sets, current timestamps) to ``bench-stream``. With
+   ``--timestamps canonical`` (default) the records are what the receivers write to the
+   stream (normalised by the shared schema: RFC 3339 UTC timestamps); with ``epoch`` the
+   timestamp is left as epoch seconds (float), as a foreign writer might send it;
 2. **worker**: one :class:`MetricsWorker` in this process drains the stream (XREADGROUP,
-   parse, fold, ledger + upsert in one transaction per batch, XACK+XDEL) - timed;
+   parse, fold, ledger + upsert in one transaction per batch, XACK+XDEL; ``--in-flight``
+   batches at once, as ``process_stream_async`` and the long-running mode do) - timed;
 3. **bare loader**: the same samples folded per batch beforehand (not timed), then only the
    ``INSERT ... ON CONFLICT DO UPDATE`` of those rows, one statement per batch, no ledger,
    no Redis - timed. That is the database's limit for this data.
 
 Prints per run and the medians: samples/s of each and the worker/loader ratio.
+
+The process is set up as ``killkrill worker metrics`` sets up its own (start-up objects
+frozen for the garbage collector, :func:`killkrill.workers.gctune.tune_for_streaming`) once
+the payloads are built, before the first run.
 """
 
 from __future__ import annotations
@@ -30,27 +39,30 @@ import redis
 
 from killkrill.db import create_engine
 from killkrill.db.migrate import upgrade
+from killkrill.schemas import validate_metric
+from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.metrics import MetricsWorker, aggregate, parse_sample
 from killkrill.workers.metrics.store import MetricStore
 
 STREAM = "bench"
 
 
-def payloads(n: int, series: int) -> list[bytes]:
+def payloads(n: int, series: int, timestamps: str = "canonical") -> list[bytes]:
     now = time.time()
     per_name = max(1, series // 10)
-    return [
-        orjson.dumps(
-            {
-                "name": f"bench_metric_{i % 10}",
-                "value": float(i % 97),
-                "labels": {"instance": f"host-{(i // 10) % per_name}", "job": "bench"},
-                "timestamp": now,
-                "type": "gauge",
-            }
-        )
+    records = (
+        {
+            "name": f"bench_metric_{i % 10}",
+            "value": float(i % 97),
+            "labels": {"instance": f"host-{(i // 10) % per_name}", "job": "bench"},
+            "timestamp": now + i * 1e-5,
+            "type": "gauge",
+        }
         for i in range(n)
-    ]
+    )
+    if timestamps == "canonical":  # as the receivers store them
+        return [orjson.dumps(validate_metric(r)) for r in records]
+    return [orjson.dumps(r) for r in records]
 
 
 def truncate(url: str) -> None:
@@ -109,6 +121,8 @@ def main() -> None:
     ap.add_argument("--series", type=int, default=1_000)
     ap.add_argument("--batch-size", type=int, default=5_000)
     ap.add_argument("--bucket-seconds", type=int, default=3600)
+    ap.add_argument("--in-flight", type=int, default=2)
+    ap.add_argument("--timestamps", choices=("canonical", "epoch"), default="canonical")
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     redis_url = os.environ["REDIS_URL"]
@@ -119,16 +133,18 @@ def main() -> None:
         "redis_url": redis_url,
         "database_url": db_url,
         "batch_size": args.batch_size,
+        "in_flight": args.in_flight,
         "bucket_seconds": args.bucket_seconds,
         "group": "bench-metrics-worker",
         "timeout": 60,
     }
-    data = payloads(args.samples, args.series)
+    data = payloads(args.samples, args.series, args.timestamps)
+    tune_for_streaming()
     worker_rates: list[float] = []
     loader_rates: list[float] = []
     print(
         f"{args.samples} samples, {args.series} series, batch {args.batch_size}, "
-        f"{os.cpu_count()} cores"
+        f"in flight {args.in_flight}, {args.timestamps} timestamps, {os.cpu_count()} cores"
     )
     for run in range(1, args.runs + 1):
         truncate(db_url)

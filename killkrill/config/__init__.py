@@ -13,8 +13,11 @@ config file, ``KILLKRILL_*`` environment variables (nested with ``__``, e.g.
 from killkrill.config.common import (
     DatabaseSettings,
     ElasticsearchSettings,
+    ProcessSettings,
     RedisSettings,
     load_config_file,
+    merge_settings,
+    set_dotted,
 )
 from killkrill.config.receivers import (
     ApiKey,
@@ -52,6 +55,7 @@ __all__ = [
     "LogWorkerSettings",
     "MetricsWorkerSettings",
     "OpsSettings",
+    "ProcessSettings",
     "ReceiverSettings",
     "RecordLimitSettings",
     "RedisSettings",
@@ -60,4 +64,6 @@ __all__ = [
     "SyslogSettings",
     "hash_api_key",
     "load_config_file",
+    "merge_settings",
+    "set_dotted",
 ]

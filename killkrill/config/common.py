@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
 
 from killkrill.errors import ConfigError
 
-__all__ = ["DatabaseSettings", "ElasticsearchSettings", "RedisSettings", "load_config_file"]
+__all__ = [
+    "DatabaseSettings",
+    "ElasticsearchSettings",
+    "ProcessSettings",
+    "RedisSettings",
+    "load_config_file",
+    "merge_settings",
+    "set_dotted",
+]
+
+_PIPELINE_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class _Group(BaseModel):
@@ -83,3 +97,98 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             f"config file {p} must hold a mapping at the top, not {type(data).__name__}"
         )
     return data
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data["a"]["b"] = value`` for ``dotted="a.b"``, creating the levels between."""
+    node = data
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def merge_settings(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``top`` recursively (nested dicts merge; other values replace)."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_settings(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_layer(roots: set[str]) -> dict[str, Any]:
+    """``KILLKRILL_A__B=v`` as ``{"a": {"b": "v"}}`` for top-level names in ``roots``
+    (values stay strings; pydantic casts them)."""
+    out: dict[str, Any] = {}
+    for key, value in os.environ.items():
+        if not key.startswith("KILLKRILL_"):
+            continue
+        path = key[len("KILLKRILL_") :].lower().split("__")
+        if path[0] in roots:
+            set_dotted(out, ".".join(path), value)
+    return out
+
+
+class ProcessSettings(_Group):
+    """Root of one process's settings (receivers, log worker, metrics worker).
+
+    :meth:`load` layers, lowest first: field defaults < the config file (its
+    ``config_section`` if present) < ``KILLKRILL_*`` env (nested with ``__``) < the well-known
+    variables in ``well_known_env`` (``REDIS_URL`` ...) < ``overrides`` (dotted keys from
+    flags; ``None`` values are ignored). Every invalid setting is reported at once.
+    """
+
+    config_section: ClassVar[str]
+    """Section of a shared config file holding this process's settings."""
+    well_known_env: ClassVar[tuple[tuple[str, str], ...]] = (("REDIS_URL", "redis.url"),)
+    """``(VARIABLE, dotted.path)`` pairs read from the environment."""
+    label: ClassVar[str] = "process"
+    """How error messages name these settings."""
+
+    pipeline: str = Field(
+        default="default",
+        description="Pipeline name (a DNS label): a non-default one prefixes every stream key "
+        "with `<pipeline>:`.",
+    )
+
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline(cls, value: str) -> str:
+        if not _PIPELINE_RE.fullmatch(value):
+            raise ValueError("must be a DNS label (lowercase letters, digits, '-')")
+        return value
+
+    @classmethod
+    def load(
+        cls, config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Self:
+        """Build the settings from every layer (see the class docstring)."""
+        data: dict[str, Any] = {}
+        if config_file is not None:
+            raw = load_config_file(config_file)
+            section = raw.get(cls.config_section, raw)
+            if not isinstance(section, dict):
+                raise ConfigError(f"{config_file}: `{cls.config_section}` must be a mapping")
+            data = section
+        data = merge_settings(data, _env_layer(set(cls.model_fields)))
+        for var, path in cls.well_known_env:
+            if os.environ.get(var):
+                set_dotted(data, path, os.environ[var])
+        for dotted, value in (overrides or {}).items():
+            if value is not None:
+                set_dotted(data, dotted, value)
+        return cls.validate_settings(data)
+
+    @classmethod
+    def validate_settings(cls, data: Mapping[str, Any]) -> Self:
+        """Validate ``data``; raise :class:`ConfigError` listing every invalid setting."""
+        try:
+            return cls.model_validate(data)
+        except PydanticValidationError as exc:
+            lines = [
+                f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            ]
+            raise ConfigError(f"invalid {cls.label} settings:\n" + "\n".join(lines)) from None

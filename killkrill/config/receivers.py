@@ -10,15 +10,14 @@ Each group is a plain pydantic model (so the ``Pipeline`` CRD can embed it);
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from killkrill.config.common import RedisSettings, _Group, load_config_file
+from killkrill.config.common import ProcessSettings, RedisSettings, _Group, load_config_file
 from killkrill.errors import ConfigError
 
 __all__ = [
@@ -214,82 +213,15 @@ class SyslogSettings(_Group):
         return self
 
 
-class ReceiverSettings(_Group):
+class ReceiverSettings(ProcessSettings):
     """Everything one receiver process reads (build it with :meth:`load`)."""
 
-    pipeline: str = Field(
-        default="default",
-        description="Pipeline name; a non-default one prefixes stream keys with `<name>:`.",
-    )
+    config_section: ClassVar[str] = "receivers"
+    label: ClassVar[str] = "receiver"
+
     redis: RedisSettings = Field(default_factory=RedisSettings)
     http: HttpReceiverSettings = Field(default_factory=HttpReceiverSettings)
     syslog: SyslogSettings = Field(default_factory=SyslogSettings)
     limits: RecordLimitSettings = Field(default_factory=RecordLimitSettings)
     backpressure: BackpressureSettings = Field(default_factory=BackpressureSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
-
-    @field_validator("pipeline")
-    @classmethod
-    def _pipeline(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", value):
-            raise ValueError("must be a DNS label (lowercase letters, digits, '-')")
-        return value
-
-    @classmethod
-    def load(
-        cls, config_file: str | Path | None = None, overrides: dict[str, Any] | None = None
-    ) -> ReceiverSettings:
-        """Defaults < ``config_file`` (its ``receivers`` section if present) < env <
-        ``REDIS_URL`` < ``overrides`` (dotted keys such as ``http.port``, from flags).
-
-        Raises :class:`ConfigError` listing every invalid setting at once.
-        """
-        data: dict[str, Any] = {}
-        if config_file is not None:
-            raw = load_config_file(config_file)
-            data = raw.get("receivers", raw)
-        env_layer = _env_layer()
-        merged = _merge(data, env_layer)
-        if os.environ.get("REDIS_URL"):
-            merged = _merge(merged, {"redis": {"url": os.environ["REDIS_URL"]}})
-        for dotted, value in (overrides or {}).items():
-            if value is None:
-                continue
-            node = merged
-            *parents, leaf = dotted.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
-        try:
-            return cls.model_validate(merged)
-        except PydanticValidationError as exc:
-            lines = [
-                f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-            ]
-            raise ConfigError("invalid receiver settings:\n" + "\n".join(lines)) from None
-
-
-def _env_layer() -> dict[str, Any]:
-    """``KILLKRILL_A__B=v`` as ``{"a": {"b": "v"}}`` (values stay strings; pydantic casts)."""
-    out: dict[str, Any] = {}
-    for key, value in os.environ.items():
-        if not key.startswith("KILLKRILL_"):
-            continue
-        parts = key[len("KILLKRILL_") :].lower().split("__")
-        if parts[0] not in ReceiverSettings.model_fields:
-            continue
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
-
-
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out

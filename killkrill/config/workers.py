@@ -15,24 +15,19 @@
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
-from pydantic import ValidationError as PydanticValidationError
 
 from killkrill import __version__
 from killkrill.config.common import (
     DatabaseSettings,
     ElasticsearchSettings,
+    ProcessSettings,
     RedisSettings,
     _Group,
-    load_config_file,
 )
-from killkrill.errors import ConfigError
 
 __all__ = [
     "AggregationSettings",
@@ -44,13 +39,7 @@ __all__ = [
     "OpsSettings",
     "RetentionSettings",
     "RetrySettings",
-    "merge_settings",
-    "set_dotted",
-    "validate_log_worker_settings",
-    "validate_metrics_worker_settings",
 ]
-
-_PIPELINE_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class ConsumerSettings(_Group):
@@ -78,9 +67,9 @@ class ConsumerSettings(_Group):
         default=2,
         ge=1,
         le=16,
-        description="Batches one long-running process handles at once (default 2): while one "
-        "waits for the sink, the next is read and parsed. 1 makes the worker strictly "
-        "sequential. The sync `process_batch` API is always sequential.",
+        description="Sink writes (e.g. `_bulk` requests) one long-running process keeps open "
+        "at once (default 2); the worker also keeps one more batch read and parsed ahead, so "
+        "the sink never waits for Redis. The sync `process_batch` API is always sequential.",
     )
     block_ms: int = Field(
         default=1000,
@@ -183,8 +172,15 @@ class OpsSettings(_Group):
     )
 
 
-class LogWorkerSettings(_Group):
+class LogWorkerSettings(ProcessSettings):
     """Everything one log worker process reads."""
+
+    config_section: ClassVar[str] = "log_worker"
+    well_known_env: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("REDIS_URL", "redis.url"),
+        ("ELASTICSEARCH_URL", "elasticsearch.url"),
+    )
+    label: ClassVar[str] = "log worker"
 
     pipeline: str = Field(
         default="default",
@@ -219,13 +215,6 @@ class LogWorkerSettings(_Group):
         "default (1). Use 0 on a single-node cluster to keep it green.",
     )
 
-    @field_validator("pipeline")
-    @classmethod
-    def _pipeline(cls, value: str) -> str:
-        if not _PIPELINE_RE.fullmatch(value):
-            raise ValueError("must be a DNS label (lowercase letters, digits, '-')")
-        return value
-
     @field_validator("elasticsearch")
     @classmethod
     def _index_prefix(cls, value: ElasticsearchSettings) -> ElasticsearchSettings:
@@ -236,71 +225,6 @@ class LogWorkerSettings(_Group):
                 'spaces or any of " * \\ < | , > / ? # :'
             )
         return value
-
-    @classmethod
-    def load(
-        cls, config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None
-    ) -> LogWorkerSettings:
-        """Defaults < ``config_file`` (its ``log_worker`` section if present) <
-        ``KILLKRILL_*`` env (``KILLKRILL_CONSUMER__BATCH_SIZE=1000``) < ``REDIS_URL`` and
-        ``ELASTICSEARCH_URL`` < ``overrides`` (dotted keys such as ``consumer.name``, from
-        flags; ``None`` values are ignored).
-
-        Raises :class:`ConfigError` listing every invalid setting at once.
-        """
-        data: dict[str, Any] = {}
-        if config_file is not None:
-            raw = load_config_file(config_file)
-            data = raw.get("log_worker", raw)
-        data = merge_settings(data, _env_layer(set(cls.model_fields)))
-        for var, path in (("REDIS_URL", "redis.url"), ("ELASTICSEARCH_URL", "elasticsearch.url")):
-            if os.environ.get(var):
-                set_dotted(data, path, os.environ[var])
-        for dotted, value in (overrides or {}).items():
-            if value is not None:
-                set_dotted(data, dotted, value)
-        return validate_log_worker_settings(data)
-
-
-def validate_log_worker_settings(data: dict[str, Any]) -> LogWorkerSettings:
-    """Validate ``data``; raise :class:`ConfigError` listing every invalid setting at once."""
-    try:
-        return LogWorkerSettings.model_validate(data)
-    except PydanticValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise ConfigError("invalid log worker settings:\n" + "\n".join(lines)) from None
-
-
-def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``data["a"]["b"] = value`` for ``dotted="a.b"``, creating the levels between."""
-    node = data
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[leaf] = value
-
-
-def _env_layer(roots: set[str]) -> dict[str, Any]:
-    """``KILLKRILL_A__B=v`` as ``{"a": {"b": "v"}}`` for top-level names in ``roots``."""
-    out: dict[str, Any] = {}
-    for key, value in os.environ.items():
-        if not key.startswith("KILLKRILL_"):
-            continue
-        path = key[len("KILLKRILL_") :].lower().split("__")
-        if path[0] in roots:
-            set_dotted(out, ".".join(path), value)
-    return out
-
-
-def merge_settings(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``top`` recursively (nested dicts merge; other values replace)."""
-    out = dict(base)
-    for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_settings(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 # --- metrics worker ---------------------------------------------------------------------------
@@ -362,8 +286,15 @@ class RetentionSettings(_Group):
     )
 
 
-class MetricsWorkerSettings(_Group):
+class MetricsWorkerSettings(ProcessSettings):
     """Everything one metrics worker process reads (build it with :meth:`load`)."""
+
+    config_section: ClassVar[str] = "metrics_worker"
+    well_known_env: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("REDIS_URL", "redis.url"),
+        ("DATABASE_URL", "database.url"),
+    )
+    label: ClassVar[str] = "metrics worker"
 
     pipeline: str = Field(
         default="default",
@@ -384,13 +315,6 @@ class MetricsWorkerSettings(_Group):
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     ops: OpsSettings = Field(default_factory=lambda: OpsSettings(port=9103))
 
-    @field_validator("pipeline")
-    @classmethod
-    def _pipeline(cls, value: str) -> str:
-        if not _PIPELINE_RE.fullmatch(value):
-            raise ValueError("must be a DNS label (lowercase letters, digits, '-')")
-        return value
-
     @field_validator("streams")
     @classmethod
     def _streams(cls, value: list[str]) -> list[str]:
@@ -398,36 +322,3 @@ class MetricsWorkerSettings(_Group):
         if bad:
             raise ValueError(f"stream names {bad} may hold only letters, digits and _ . : -")
         return value
-
-    @classmethod
-    def load(
-        cls, config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None
-    ) -> MetricsWorkerSettings:
-        """Defaults < ``config_file`` (its ``metrics_worker`` section if present) <
-        ``KILLKRILL_*`` env (``KILLKRILL_AGGREGATION__BUCKET_SECONDS=10``) < ``REDIS_URL`` and
-        ``DATABASE_URL`` < ``overrides`` (dotted keys such as ``ops.port``, from flags;
-        ``None`` values are ignored).
-
-        Raises :class:`ConfigError` listing every invalid setting at once.
-        """
-        data: dict[str, Any] = {}
-        if config_file is not None:
-            raw = load_config_file(config_file)
-            data = raw.get("metrics_worker", raw)
-        data = merge_settings(data, _env_layer(set(cls.model_fields)))
-        for var, path in (("REDIS_URL", "redis.url"), ("DATABASE_URL", "database.url")):
-            if os.environ.get(var):
-                set_dotted(data, path, os.environ[var])
-        for dotted, value in (overrides or {}).items():
-            if value is not None:
-                set_dotted(data, dotted, value)
-        return validate_metrics_worker_settings(data)
-
-
-def validate_metrics_worker_settings(data: Mapping[str, Any]) -> MetricsWorkerSettings:
-    """Validate ``data``; raise :class:`ConfigError` listing every invalid setting at once."""
-    try:
-        return MetricsWorkerSettings.model_validate(data)
-    except PydanticValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise ConfigError("invalid metrics worker settings:\n" + "\n".join(lines)) from None

@@ -8,8 +8,9 @@
   in the aggregates, written in the same transaction as the upserts. A redelivered entry
   finds its row and changes nothing.
 
-The schema is created by the Alembic revision ``0002`` only (``killkrill db upgrade``);
-these classes describe it for queries and must be kept in step with the migrations.
+The schema is created by the Alembic revisions ``0002`` and ``0003`` only (``killkrill db
+upgrade``); these classes describe it for queries and must be kept in step with the
+migrations.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     Double,
     Index,
@@ -43,6 +45,11 @@ class AggregatedMetric(Base):
     epoch) and lasts ``bucket_seconds``. ``first_seen``/``last_seen`` are the earliest and
     latest *sample* timestamps in it; ``last`` is the value of the sample with the latest
     timestamp (ties: the one applied last, i.e. later in the stream).
+
+    Rows are updated in place on every batch, so no index covers a column an update
+    changes (``last_seen`` has none; recent buckets are found through ``bucket_start``, at
+    most a day before ``last_seen``): with the table's free page room (``fillfactor`` 70)
+    the updates are heap-only.
     """
 
     __tablename__ = "aggregated_metrics"
@@ -55,7 +62,11 @@ class AggregatedMetric(Base):
             name="uq_aggregated_metrics_key",
         ),
         Index("ix_aggregated_metrics_bucket_start", "bucket_start"),
-        Index("ix_aggregated_metrics_last_seen", "last_seen"),
+        CheckConstraint("bucket_seconds > 0", name="ck_aggregated_metrics_bucket_seconds"),
+        CheckConstraint("bucket_seconds <= 86400", name="ck_aggregated_metrics_bucket_seconds_max"),
+        CheckConstraint("count > 0", name="ck_aggregated_metrics_count"),
+        # Room for the updated row version in the same page (a HOT update), see 0003.
+        {"postgresql_with": {"fillfactor": 70}},
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

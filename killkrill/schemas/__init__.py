@@ -13,7 +13,13 @@ return typed models for the workers. Both raise :class:`killkrill.errors.Validat
 
 from killkrill.schemas.levels import LEVELS, Level, normalise_level
 from killkrill.schemas.limits import UNLIMITED, RecordLimits
-from killkrill.schemas.log import LOG_REQUIRED_FIELDS, LogRecord, parse_log_record, validate_log
+from killkrill.schemas.log import (
+    LOG_REQUIRED_FIELDS,
+    LogRecord,
+    is_canonical_log,
+    parse_log_record,
+    validate_log,
+)
 from killkrill.schemas.metric import (
     LABEL_NAME_RE,
     METRIC_NAME_RE,
@@ -40,6 +46,7 @@ __all__ = [
     "MetricType",
     "RecordLimits",
     "format_timestamp",
+    "is_canonical_log",
     "normalise_level",
     "normalise_timestamp",
     "parse_log_record",

@@ -10,6 +10,9 @@ Two ways in, one set of rules:
 * :func:`validate_log` - the fast path the receivers use: checks a decoded JSON object and
   returns the normalised ``dict`` (mutating its argument), raising
   :class:`~killkrill.errors.ValidationError` naming the field.
+* :func:`is_canonical_log` - the workers' shortcut: true when a decoded object already is a
+  valid record in canonical form (as the receivers write them), so :func:`validate_log`
+  would accept it and change nothing.
 * :class:`LogRecord` / :func:`parse_log_record` - the typed model the workers use.
 """
 
@@ -22,13 +25,55 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from killkrill.errors import LogParseError, ValidationError
-from killkrill.schemas.levels import Level, normalise_level
+from killkrill.schemas.levels import LEVELS, Level, normalise_level
 from killkrill.schemas.limits import UNLIMITED, RecordLimits
-from killkrill.schemas.timestamps import format_timestamp, normalise_timestamp, parse_timestamp
+from killkrill.schemas.timestamps import (
+    format_timestamp,
+    is_canonical_timestamp,
+    normalise_timestamp,
+    parse_timestamp,
+)
 
-__all__ = ["LOG_REQUIRED_FIELDS", "LogRecord", "parse_log_record", "validate_log"]
+__all__ = [
+    "LOG_REQUIRED_FIELDS",
+    "LogRecord",
+    "is_canonical_log",
+    "parse_log_record",
+    "validate_log",
+]
 
 LOG_REQUIRED_FIELDS = ("timestamp", "service", "level", "message")
+_CANONICAL_LEVELS = frozenset(LEVELS)
+
+
+def is_canonical_log(obj: object) -> bool:
+    """Whether ``obj`` is a valid log record already in canonical form.
+
+    True means :func:`validate_log` (without limits) accepts ``obj`` and leaves it as it is:
+    a JSON object with a canonical UTC ``timestamp``, a canonical lower-case ``level``, a
+    non-blank string ``service``, a string ``message`` and no field name that is empty or
+    starts with ``_``. False means "not known to be": call :func:`validate_log`, which
+    normalises or explains. Costs a fraction of :func:`validate_log`.
+    """
+    if type(obj) is not dict:
+        return False
+    level = obj.get("level")
+    service = obj.get("service")
+    if (
+        type(level) is not str
+        or level not in _CANONICAL_LEVELS
+        or type(service) is not str
+        or not service
+        or service.isspace()  # with `not service`: the same as `not service.strip()`
+        or type(obj.get("message")) is not str
+        or not is_canonical_timestamp(obj.get("timestamp"))
+    ):
+        return False
+    if len(obj) > 4:
+        for key in obj:
+            if not key or key[0] == "_":
+                return False
+    return True
 
 
 def validate_log(obj: object, limits: RecordLimits = UNLIMITED) -> dict[str, Any]:

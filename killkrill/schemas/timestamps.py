@@ -23,6 +23,7 @@ __all__ = [
     "MAX_TIMESTAMP",
     "MIN_TIMESTAMP",
     "format_timestamp",
+    "is_canonical_timestamp",
     "normalise_timestamp",
     "parse_timestamp",
 ]
@@ -68,16 +69,23 @@ def format_timestamp(dt: datetime) -> str:
     )
 
 
+def is_canonical_timestamp(value: object) -> bool:
+    """Whether ``value`` is already a valid timestamp in the canonical text form, so
+    :func:`normalise_timestamp` returns it unchanged."""
+    if type(value) is not str or not _CANONICAL.fullmatch(value):
+        return False
+    # Canonical shape: only the calendar still needs checking (e.g. month 13).
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 def normalise_timestamp(value: object) -> str:
     """Parse ``value`` and return it in the canonical text form (fast when it already is)."""
-    if isinstance(value, str) and _CANONICAL.fullmatch(value):
-        # Already canonical: only the calendar still needs checking (e.g. month 13).
-        try:
-            datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            return value
+    if is_canonical_timestamp(value):
+        return value  # type: ignore[return-value]  # a str: checked by is_canonical_timestamp
     return format_timestamp(parse_timestamp(value))
 
 

@@ -4,7 +4,12 @@ A worker reads through one group per (stream, worker kind) with a consumer name 
 its process. Entries stay pending until :meth:`ConsumerGroup.ack` (the sink has them) or
 :meth:`ConsumerGroup.dead_letter` (they can never succeed); both also XDEL the entry, so the
 stream's length is its backlog. Pending entries of a consumer that died are taken over with
-XAUTOCLAIM once idle for ``claim_idle_ms``; the cursor is carried between rounds.
+XAUTOCLAIM once idle for ``claim_idle_ms``; the cursor is carried between rounds, and a scan
+that found nothing is repeated only after ``reclaim_interval_ms`` (not on every read).
+
+The hot commands (XREADGROUP, XACK + XDEL) are sent pre-packed and their replies read raw
+(:mod:`killkrill.streams.resp`): redis-py's per-argument packing and reply callbacks were
+most of the client's CPU per entry.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from killkrill.errors import ServiceUnavailable
 from killkrill.streams.names import DATA_FIELD, StreamNames
+from killkrill.streams.resp import bulk_strings, execute_packed, pack_command, pack_with
 
 __all__ = ["ConsumerGroup", "Entry", "default_consumer_name"]
 
@@ -34,9 +40,16 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-@dataclass(frozen=True)
+_DATA = DATA_FIELD.encode()
+_MULTI = pack_command("MULTI")
+_EXEC = pack_command("EXEC")
+_MAX_RECLAIM_INTERVAL_MS = 5_000
+
+
+@dataclass(slots=True)
 class Entry:
-    """One stream entry as delivered to this consumer."""
+    """One stream entry as delivered to this consumer. Treat it as read-only (it is not a
+    frozen dataclass only because building one per entry is on the hot path)."""
 
     stream: str
     id: str
@@ -47,7 +60,7 @@ class Entry:
     @property
     def data(self) -> bytes:
         """The ``data`` field (the JSON record), byte for byte; ``b""`` when absent."""
-        return self.fields.get(DATA_FIELD.encode(), b"")
+        return self.fields.get(_DATA, b"")
 
 
 @dataclass
@@ -62,7 +75,12 @@ class ConsumerGroup:
     """Pending entries idle this long (ms) are taken over from whichever consumer held them."""
     dead_letter_key: str | None = None
     """Where entries that can never succeed go; default ``<stream>:dead-letter``."""
+    reclaim_interval_ms: int | None = None
+    """Least time (ms) between two XAUTOCLAIM scans when the last one found nothing idle;
+    default half of ``claim_idle_ms``, at most 5 s. A scan that claimed entries, or stopped
+    part-way through a long pending list, is continued on the next read."""
     _claim_cursor: str = field(default="0-0", init=False)
+    _next_reclaim: float = field(default=0.0, init=False)
 
     @property
     def dead_letter_stream(self) -> str:
@@ -83,24 +101,15 @@ class ConsumerGroup:
     async def read(self, count: int, block_ms: int | None = None) -> list[Entry]:
         """Up to ``count`` entries: first idle pending ones reclaimed from any consumer, then new.
 
-        ``block_ms`` waits that long for new entries when none are there (None: do not wait).
+        ``block_ms`` waits that long for new entries when none are there (None or 0: do not
+        wait).
         """
         try:
-            entries = await self._reclaim(count)
+            entries = await self._reclaim(count) if self._reclaim_due() else []
             if len(entries) < count:
-                reply: Any = await self.client.xreadgroup(
-                    self.group,
-                    self.consumer,
-                    {self.stream: ">"},
-                    count=count - len(entries),
-                    block=block_ms if not entries else None,
+                entries.extend(
+                    await self._read_new(count - len(entries), None if entries else block_ms)
                 )
-                for _stream, rows in reply or []:
-                    entries.extend(
-                        Entry(self.stream, _text(eid), fields)
-                        for eid, fields in rows
-                        if fields is not None
-                    )
         except ResponseError as exc:
             if "NOGROUP" in str(exc):
                 await self.ensure()
@@ -109,6 +118,37 @@ class ConsumerGroup:
         except RedisError as exc:
             raise ServiceUnavailable(f"Redis unreachable reading {self.stream}: {exc}") from exc
         return entries
+
+    async def _read_new(self, count: int, block_ms: int | None) -> list[Entry]:
+        """XREADGROUP ``>``: entries never delivered to the group."""
+        args: list[bytes | str | int] = ["XREADGROUP", "GROUP", self.group, self.consumer]
+        args += ["COUNT", count]
+        if block_ms:
+            args += ["BLOCK", block_ms]
+        args += ["STREAMS", self.stream, ">"]
+        [reply] = await execute_packed(self.client, pack_command(*args), 1)
+        if not reply:  # nil: nothing new (after BLOCK), or an empty stream
+            return []
+        # RESP3: {stream: rows}; RESP2: [[stream, rows]]. One stream was asked for.
+        rows: Any = next(iter(reply.values())) if isinstance(reply, dict) else reply[0][1]
+        stream = self.stream
+        entries: list[Entry] = []
+        append = entries.append
+        for entry_id, flat in rows:
+            if flat is None:  # deleted while pending (not for ">", but be safe)
+                continue
+            if type(flat) is list and len(flat) == 4:  # data + v: the usual entry
+                fields = {flat[0]: flat[1], flat[2]: flat[3]}
+            elif isinstance(flat, dict):
+                fields = flat
+            else:
+                pairs = iter(flat)
+                fields = dict(zip(pairs, pairs, strict=False))
+            append(Entry(stream, entry_id.decode(), fields))
+        return entries
+
+    def _reclaim_due(self) -> bool:
+        return time.monotonic() >= self._next_reclaim
 
     async def _reclaim(self, count: int) -> list[Entry]:
         """XAUTOCLAIM idle pending entries, carrying the cursor across calls."""
@@ -123,6 +163,13 @@ class ConsumerGroup:
         self._claim_cursor = _text(reply[0])
         claimed = [(_text(eid), fields) for eid, fields in reply[1] if fields is not None]
         deleted = [_text(eid) for eid in reply[2]] if len(reply) > 2 else []
+        if claimed or self._claim_cursor != "0-0":
+            self._next_reclaim = 0.0  # there may be more: look again on the next read
+        else:
+            interval = self.reclaim_interval_ms
+            if interval is None:
+                interval = min(self.claim_idle_ms // 2, _MAX_RECLAIM_INTERVAL_MS)
+            self._next_reclaim = time.monotonic() + interval / 1000
         if deleted:  # pending entries whose payload is gone: nothing to deliver, clear them
             await self.client.xack(self.stream, self.group, *deleted)
         if not claimed:
@@ -167,11 +214,20 @@ class ConsumerGroup:
         """Acknowledge and delete ``ids``: call only once the sink has them durably."""
         if not ids:
             return
+        packed_ids = bulk_strings(ids)
+        packed = b"".join(
+            (
+                _MULTI,
+                pack_with(("XACK", self.stream, self.group), packed_ids, len(ids)),
+                pack_with(("XDEL", self.stream), packed_ids, len(ids)),
+                _EXEC,
+            )
+        )
         try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                pipe.xack(self.stream, self.group, *ids)
-                pipe.xdel(self.stream, *ids)
-                await pipe.execute()
+            replies = await execute_packed(self.client, packed, 4)
+            for reply in replies[-1] or ():  # EXEC's array: one reply per queued command
+                if isinstance(reply, ResponseError):
+                    raise reply
         except RedisError as exc:
             raise ServiceUnavailable(
                 f"Redis unreachable acknowledging on {self.stream}: {exc}"

@@ -13,12 +13,19 @@ For each batch read from a consumer group:
    through XAUTOCLAIM, until ``max_deliveries`` sends them to the dead-letter stream.
 
 Nothing is ever acked because the batch "was tried": only what the sink accepted.
+
+:func:`run_lanes` is the long-running mode both workers share: several lanes of batches,
+each reading and parsing its next batch while the current one is written, and waiting for
+the dependencies to answer again (instead of burning delivery counts) when a write fails.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -32,11 +39,16 @@ __all__ = [
     "Delivered",
     "Item",
     "Outcome",
+    "PreparedBatch",
     "Reject",
     "Retry",
     "Sink",
     "StreamWorker",
+    "run_lanes",
+    "sleep_or_stop",
 ]
+
+log = logging.getLogger("killkrill.workers")
 
 R = TypeVar("R")
 
@@ -64,9 +76,10 @@ Outcome = Delivered | Retry | Reject
 DELIVERED = Delivered()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Item(Generic[R]):
-    """A parsed record with the stream entry it came from."""
+    """A parsed record with the stream entry it came from. Read-only by convention (not
+    frozen: one is built per entry, on the hot path)."""
 
     entry: Entry
     record: R
@@ -99,6 +112,8 @@ class BatchResult(Mapping[str, int]):
     """Write calls made to the sink."""
     errors: list[str] = field(default_factory=list)
     """Reasons for entries that were not delivered, one per entry, for logs and tests."""
+    seconds: float = field(default=0.0, compare=False)
+    """Time spent reading, parsing, writing and acknowledging (not a mapping key)."""
 
     @property
     def failed(self) -> int:
@@ -125,6 +140,19 @@ class BatchResult(Mapping[str, int]):
         self.retries += other.retries
         self.attempts += other.attempts
         self.errors.extend(other.errors)
+        self.seconds += other.seconds
+
+
+@dataclass
+class PreparedBatch(Generic[R]):
+    """A batch read and parsed, not yet written: see :meth:`StreamWorker.prepare`."""
+
+    items: list[Item[R]]
+    """Parsed entries, pending until written and acknowledged."""
+    result: BatchResult
+    """Counts so far (read, dead-lettered by the parser)."""
+    parse_failures: list[str]
+    """Reasons of the entries the parser rejected (for ``stop_on_error``)."""
 
 
 class StreamWorker(Generic[R]):
@@ -202,16 +230,40 @@ class StreamWorker(Generic[R]):
         self, count: int, block_ms: int | None, max_retries: int | None
     ) -> tuple[BatchResult, list[str]]:
         """One read and its whole handling; returns the result and the parse-failure reasons."""
+        batch = await self.prepare(count, block_ms=block_ms)
+        result = await self.deliver(batch, max_retries=max_retries)
+        return result, batch.parse_failures
+
+    async def prepare(self, count: int, *, block_ms: int | None = None) -> PreparedBatch[R]:
+        """The first half of a batch: read up to ``count`` entries, parse them, dead-letter
+        those that cannot be parsed (or were delivered too often). The parsed items stay
+        pending until :meth:`deliver` writes them.
+
+        A long-running worker prepares its next batch while the sink writes the current
+        one (see :meth:`deliver`), so the sink never waits for the reading and parsing.
+        """
         entries = await self.group.read(count, block_ms)
+        started = time.perf_counter()  # a blocking wait for entries is not work
         result = BatchResult(read=len(entries))
         items, rejected = self._parse_all(entries)
         parse_failures = [
             reason for entry, reason in rejected if entry.deliveries <= self.max_deliveries
         ]
         await self._dead_letter(rejected, result, attempts=0)
+        result.seconds = time.perf_counter() - started
+        return PreparedBatch(items, result, parse_failures)
+
+    async def deliver(
+        self, batch: PreparedBatch[R], *, max_retries: int | None = None
+    ) -> BatchResult:
+        """The second half: write the prepared items, ack what the sink accepted, dead-letter
+        what it rejected, retry the rest and finally leave it pending. Returns the whole
+        batch's result (the read and parse counts of :meth:`prepare` included)."""
         retries = self.max_retries if max_retries is None else max_retries
-        await self._write_with_retries(items, result, retries)
-        return result, parse_failures
+        started = time.perf_counter()
+        await self._write_with_retries(batch.items, batch.result, retries)
+        batch.result.seconds += time.perf_counter() - started
+        return batch.result
 
     def _parse_failure(self, reasons: Sequence[str]) -> ValidationError:
         more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
@@ -281,3 +333,117 @@ class StreamWorker(Generic[R]):
                 result.retries += 1
                 await self._wait(self.backoff.delay(attempt))
             items = retry
+
+
+async def run_lanes(
+    worker: StreamWorker[R],
+    stop: asyncio.Event,
+    *,
+    lanes: int,
+    batch_size: int,
+    block_ms: int | None,
+    ready: Callable[[], Awaitable[bool]],
+    on_batch: Callable[[BatchResult], Awaitable[None]] | None = None,
+    idle_sleep: float = 0.1,
+) -> None:
+    """Process batches in ``lanes`` concurrent lanes until ``stop`` is set.
+
+    Each lane reads and parses its next batch while the current one is being written, so
+    the sink gets the next batch as soon as it answers. A batch read ahead is pending like
+    any other: once ``stop`` is set it is still written (or left pending), never dropped.
+
+    When Redis or the sink is unreachable (a :class:`RetryableError`), or a batch ends with
+    nothing delivered and entries left pending, the lane waits with backoff until
+    ``ready()`` answers true before reading again, so an outage does not burn through the
+    entries' delivery counts. With ``block_ms`` falsy an empty read sleeps ``idle_sleep``
+    seconds instead of spinning.
+    """
+    tasks = [
+        asyncio.create_task(
+            _lane(worker, stop, batch_size, block_ms, ready, on_batch, idle_sleep),
+            name=f"{worker.group.stream}-lane-{n}",
+        )
+        for n in range(lanes)
+    ]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _lane(
+    worker: StreamWorker[R],
+    stop: asyncio.Event,
+    batch_size: int,
+    block_ms: int | None,
+    ready: Callable[[], Awaitable[bool]],
+    on_batch: Callable[[BatchResult], Awaitable[None]] | None,
+    idle_sleep: float,
+) -> None:
+    outage = 0
+    ahead: asyncio.Task[PreparedBatch[R]] | None = None
+    stream = worker.group.stream
+    try:
+        while True:
+            try:
+                if ahead is not None:
+                    task, ahead = ahead, None
+                    prepared = await task
+                elif stop.is_set():
+                    return
+                else:
+                    prepared = await worker.prepare(batch_size, block_ms=block_ms)
+                if prepared.items and not stop.is_set():
+                    ahead = asyncio.create_task(worker.prepare(batch_size, block_ms=block_ms))
+                result = await worker.deliver(prepared)
+            except RetryableError as exc:
+                outage += 1
+                log.warning(
+                    "dependency unavailable, waiting", extra={"stream": stream, "error": str(exc)}
+                )
+                await _wait_until_ready(ready, stop, worker.backoff, outage)
+                continue
+            if on_batch is not None:
+                await on_batch(result)
+            if result.pending and not result.success:
+                # The sink took nothing: it is down or overloaded. Wait for it to answer
+                # before writing more, rather than re-delivering the same entries at once.
+                outage += 1
+                log.warning(
+                    "batch left pending, waiting for the sink",
+                    extra={
+                        "stream": stream,
+                        "pending": result.pending,
+                        "reason": (result.errors or [""])[-1],
+                    },
+                )
+                await _wait_until_ready(ready, stop, worker.backoff, outage)
+            else:
+                outage = 0
+            if result.read == 0 and not block_ms and ahead is None:
+                await sleep_or_stop(stop, idle_sleep)
+    finally:
+        if ahead is not None:  # cancelled: the entries read ahead stay pending, reclaimed
+            ahead.cancel()
+            with contextlib.suppress(BaseException):
+                await ahead
+
+
+async def _wait_until_ready(
+    ready: Callable[[], Awaitable[bool]], stop: asyncio.Event, backoff: Backoff, attempt: int
+) -> None:
+    """Wait with backoff until ``ready()`` is true (a raising probe counts as not ready)."""
+    while not stop.is_set():
+        await sleep_or_stop(stop, backoff.delay(attempt))
+        with contextlib.suppress(Exception):
+            if await ready():
+                return
+        attempt += 1
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep up to ``seconds``, waking early once ``stop`` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

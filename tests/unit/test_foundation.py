@@ -180,3 +180,39 @@ def test_port_offset_must_be_an_integer(monkeypatch: pytest.MonkeyPatch) -> None
     with pytest.raises(DevServiceError, match="must be an integer"):
         ServiceManager(["redis"]).env()
     assert os.environ["KILLKRILL_DEV_PORT_OFFSET"] == "lots"
+
+
+@pytest.mark.parametrize(
+    "settings_class", ["ReceiverSettings", "LogWorkerSettings", "MetricsWorkerSettings"]
+)
+def test_every_process_settings_loads_the_same_layers(
+    settings_class: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import killkrill.config as config
+
+    cls = getattr(config, settings_class)
+    assert issubclass(cls, config.ProcessSettings)
+    (tmp_path / "kk.yaml").write_text(
+        f"{cls.config_section}:\n  pipeline: from-file\n  redis:\n    url: redis://file:1/0\n"
+    )
+    for var in ("REDIS_URL", "DATABASE_URL", "ELASTICSEARCH_URL"):
+        monkeypatch.delenv(var, raising=False)
+    assert cls.load(tmp_path / "kk.yaml").pipeline == "from-file"
+    monkeypatch.setenv("KILLKRILL_PIPELINE", "from-env")
+    monkeypatch.setenv("KILLKRILL_REDIS__SOCKET_TIMEOUT", "3")
+    loaded = cls.load(tmp_path / "kk.yaml")
+    assert (loaded.pipeline, loaded.redis.url, loaded.redis.socket_timeout) == (
+        "from-env",
+        "redis://file:1/0",
+        3.0,
+    )
+    monkeypatch.setenv("REDIS_URL", "redis://env:2/0")
+    assert cls.load(tmp_path / "kk.yaml").redis.url == "redis://env:2/0"
+    flagged = cls.load(tmp_path / "kk.yaml", {"pipeline": "from-flag", "redis.url": None})
+    assert (flagged.pipeline, flagged.redis.url) == ("from-flag", "redis://env:2/0")
+    with pytest.raises(ConfigError) as err:
+        cls.load(None, {"pipeline": "Not A Label", "redis.socket_timeout": -1})
+    message = str(err.value)
+    assert f"invalid {cls.label} settings" in message
+    assert "pipeline: Value error, must be a DNS label" in message
+    assert "redis.socket_timeout" in message

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from killkrill.config.workers import LogWorkerSettings
 from killkrill.workers.base import BatchResult
+from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.logs.worker import LogWorker
 from killkrill.workers.ops import OpsServer
 
@@ -46,6 +47,7 @@ async def serve(settings: LogWorkerSettings, *, ops: bool = True) -> int:
         totals.merge(result)
 
     gauges = asyncio.create_task(_update_gauges(worker))
+    tune_for_streaming()  # after start-up: see killkrill.workers.gctune
     log.info(
         "log worker started",
         extra={

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from killkrill.config.workers import LogWorkerSettings, set_dotted, validate_log_worker_settings
+from killkrill.config import LogWorkerSettings, set_dotted
 from killkrill.errors import ConfigError
 from killkrill.streams.connection import redis_url
 from killkrill.streams.consumer import default_consumer_name
@@ -76,7 +76,7 @@ def settings_from_seed(config: Mapping[str, Any]) -> LogWorkerSettings:
     if config.get("timeout") is not None:
         set_dotted(data, "elasticsearch.request_timeout", config["timeout"])
         set_dotted(data, "redis.socket_timeout", config["timeout"])
-    return validate_log_worker_settings(data)
+    return LogWorkerSettings.validate_settings(data)
 
 
 @dataclass(frozen=True)

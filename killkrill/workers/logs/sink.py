@@ -13,6 +13,8 @@ Per-item outcomes are read by :func:`killkrill.workers.logs.bulk.classify_items`
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
@@ -47,7 +49,9 @@ class ElasticsearchSink:
     """Writes :class:`LogDocument` items with ``_bulk`` (``index`` ops, ``_id`` from the entry).
 
     ``refresh`` is passed to ``_bulk`` (``None``: let the index refresh on its own schedule;
-    tests search after ``indices.refresh`` instead).
+    tests search after ``indices.refresh`` instead). ``max_in_flight`` caps the ``_bulk``
+    requests this sink has open at once, whoever calls it (``None``: no cap); a call over
+    the cap waits for a request to be answered.
     """
 
     def __init__(
@@ -56,10 +60,12 @@ class ElasticsearchSink:
         *,
         metrics: LogWorkerMetrics | None = None,
         refresh: bool | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
         self.client = client
         self.metrics = metrics
         self.refresh = refresh
+        self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
 
     async def write(self, items: Sequence[Item[LogDocument]]) -> Mapping[str, Outcome]:
         """Index ``items``; answer per entry ID (see :mod:`killkrill.workers.logs.bulk`)."""
@@ -80,17 +86,18 @@ class ElasticsearchSink:
 
     async def _bulk(self, items: Sequence[Item[LogDocument]]) -> dict[str, Outcome]:
         body = encode_bulk([item.record for item in items])
-        started = time.perf_counter()
-        try:
-            response = await self.client.bulk(
-                operations=cast(Any, body),  # pre-encoded NDJSON; the client sends bytes as is
-                filter_path=_FILTER_PATH,
-                refresh=self.refresh,
-                include_source_on_error=False,
-            )
-        finally:
-            if self.metrics is not None:
-                self.metrics.bulk_seconds.observe(time.perf_counter() - started)
+        async with self._slots or contextlib.nullcontext():
+            started = time.perf_counter()
+            try:
+                response = await self.client.bulk(
+                    operations=cast(Any, body),  # pre-encoded NDJSON, sent as is
+                    filter_path=_FILTER_PATH,
+                    refresh=self.refresh,
+                    include_source_on_error=False,
+                )
+            finally:
+                if self.metrics is not None:
+                    self.metrics.bulk_seconds.observe(time.perf_counter() - started)
         outcomes = classify_items([i.entry.id for i in items], response.body)
         if self.metrics is not None:
             self.metrics.count_outcomes(outcomes.values())

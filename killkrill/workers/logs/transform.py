@@ -1,7 +1,8 @@
 """From a stream entry's payload to the Elasticsearch document: pure, no I/O.
 
 Each record is parsed and checked with :func:`killkrill.schemas.validate_log` (the same rules
-the receivers apply), then:
+the receivers apply; a record already in canonical form, as the receivers write them, is
+recognised by the cheaper :func:`killkrill.schemas.is_canonical_log` and left as it is), then:
 
 * ``@timestamp`` - the record's ``timestamp`` in canonical RFC 3339 UTC form
   (``2024-01-06T12:00:00.000000Z``); ``timestamp`` itself is kept, normalised the same way;
@@ -16,7 +17,8 @@ The document goes to ``<index_prefix>-YYYY.MM.DD`` by the record's own UTC date,
 
 from __future__ import annotations
 
-import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,17 +27,19 @@ import orjson
 
 from killkrill.config.workers import LogTransformSettings
 from killkrill.errors import LogParseError, ValidationError
-from killkrill.schemas import format_timestamp, validate_log
+from killkrill.schemas import format_timestamp, is_canonical_log, validate_log
 
-_PLAIN_ID = re.compile(r"[0-9]+-[0-9]+")
+_ID_CHARS = "0123456789-"
+"""A stream entry ID is made of these: nothing in it needs JSON escaping."""
 
 __all__ = ["LogDocument", "LogTransformer", "action_line", "document_id", "index_name"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogDocument:
     """One document ready for ``_bulk``: target index, ``_id``, the JSON source and the
-    ``index`` action line announcing it (both without their newline)."""
+    ``index`` action line announcing it (both without their newline). Read-only by
+    convention (not frozen: one is built per entry, on the hot path)."""
 
     index: str
     id: str
@@ -80,19 +84,19 @@ class LogTransformer:
         pipeline: str,
         stream: str,
         index_prefix: str,
-        clock: Any = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
         self.stream = stream
         self.index_prefix = index_prefix
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._clock = clock
         self._drop = tuple(settings.drop_fields)
         self._rename = tuple(settings.rename_fields.items())
         # Cached pieces, so a document costs no more JSON escaping than its own body:
         self._id_prefix = document_id(pipeline, stream, "")
-        self._id_json = orjson.dumps(self._id_prefix)[:-1]  # opening quote kept, closing cut
-        self._index_json: dict[str, bytes] = {}
+        self._by_day: dict[str, tuple[str, bytes]] = {}
+        """``YYYY-MM-DD`` -> (index, action line up to the entry ID)."""
         self._stamp: tuple[int, str] = (-1, "")
 
     def record(self, data: bytes | str) -> dict[str, Any]:
@@ -104,10 +108,10 @@ class LogTransformer:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise LogParseError(f"not valid JSON: {exc}") from None
-        try:
-            return validate_log(obj)
-        except ValidationError as exc:
-            raise LogParseError(exc.reason, field=exc.field) from None
+        if is_canonical_log(obj):  # as the receivers write it: nothing to normalise
+            record: dict[str, Any] = obj
+            return record
+        return _validated(obj)
 
     def enrich(self, record: dict[str, Any], processed_at: str) -> dict[str, Any]:
         """The document body for a validated record (``record`` is modified and returned)."""
@@ -118,34 +122,61 @@ class LogTransformer:
                 record[new] = record.pop(old)
         record["@timestamp"] = record["timestamp"]
         record["processed_at"] = processed_at
-        record.setdefault("environment", self.settings.environment)
-        record.setdefault("version", self.settings.version)
+        if "environment" not in record:
+            record["environment"] = self.settings.environment
+        if "version" not in record:
+            record["version"] = self.settings.version
         return record
 
     def processed_at(self) -> str:
         """The current time in canonical form, formatted at most once per millisecond."""
-        now: datetime = self._clock()
-        key = int(now.timestamp() * 1000)
+        if self._clock is None:
+            now = time.time()
+            key = int(now * 1000)
+            if key != self._stamp[0]:
+                self._stamp = (key, format_timestamp(datetime.fromtimestamp(now, UTC)))
+            return self._stamp[1]
+        clocked = self._clock()
+        key = int(clocked.timestamp() * 1000)
         if key != self._stamp[0]:
-            self._stamp = (key, format_timestamp(now))
+            self._stamp = (key, format_timestamp(clocked))
         return self._stamp[1]
 
     def document(self, entry_id: str, data: bytes | str) -> LogDocument:
         """Parse, validate, enrich and serialise one entry's payload."""
-        body = self.enrich(self.record(data), self.processed_at())
-        index = index_name(self.index_prefix, body["@timestamp"])
-        index_json = self._index_json.get(index)
-        if index_json is None:
-            if len(self._index_json) > 1000:
-                self._index_json.clear()
-            index_json = self._index_json[index] = orjson.dumps(index)
-        if _PLAIN_ID.fullmatch(entry_id):  # stream IDs are digits and '-': nothing to escape
-            id_json = b'%b%b"' % (self._id_json, entry_id.encode())
+        try:  # self.record(data), inlined: this is the per-entry hot path
+            body = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise LogParseError(f"not valid JSON: {exc}") from None
+        if not is_canonical_log(body):
+            body = _validated(body)
+        self.enrich(body, self.processed_at())
+        timestamp: str = body["@timestamp"]
+        day = self._by_day.get(timestamp[:10])
+        if day is None:
+            day = self._day(timestamp)
+        index, action_start = day
+        doc_id = self._id_prefix + entry_id
+        if entry_id.strip(_ID_CHARS):  # not a plain stream ID: escape it properly
+            action = action_line(index, doc_id)
         else:
-            id_json = orjson.dumps(self._id_prefix + entry_id)
-        return LogDocument(
-            index=index,
-            id=self._id_prefix + entry_id,
-            source=orjson.dumps(body),
-            action=b'{"index":{"_index":%b,"_id":%b}}' % (index_json, id_json),
-        )
+            action = b'%b%b"}}' % (action_start, entry_id.encode())
+        return LogDocument(index, doc_id, orjson.dumps(body), action)
+
+    def _day(self, timestamp: str) -> tuple[str, bytes]:
+        """The index and the action line's start for the day of ``timestamp`` (cached)."""
+        if len(self._by_day) > 1000:
+            self._by_day.clear()
+        index = index_name(self.index_prefix, timestamp)
+        start = action_line(index, self._id_prefix)
+        cut = start.rindex(b'"}}')  # keep the opening quote of the _id, cut the rest
+        day = self._by_day[timestamp[:10]] = (index, start[:cut])
+        return day
+
+
+def _validated(obj: object) -> dict[str, Any]:
+    """:func:`validate_log` with its error as a :class:`LogParseError`."""
+    try:
+        return validate_log(obj)
+    except ValidationError as exc:
+        raise LogParseError(exc.reason, field=exc.field) from None

@@ -39,7 +39,7 @@ from killkrill.config.workers import LogWorkerSettings
 from killkrill.errors import LogParseError, ServiceUnavailable
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, Entry
-from killkrill.workers.base import BatchResult, StreamWorker
+from killkrill.workers.base import BatchResult, StreamWorker, run_lanes
 from killkrill.workers.logs.metrics import LogWorkerMetrics
 from killkrill.workers.logs.settings import LogWorkerNames, settings_from_seed
 from killkrill.workers.logs.sink import ElasticsearchSink, elasticsearch_client
@@ -203,13 +203,14 @@ class LogWorker:
         """One batch of the long-running loop: wait up to ``block_ms`` for entries, never
         raise for malformed ones (they are dead-lettered and counted)."""
         rt = await self._prepared_runtime()
-        started = time.perf_counter()
-        result = await rt.stream_worker.run_batch(
-            self.settings.consumer.batch_size, block_ms=block_ms, stop_on_error=False
-        )
-        if result.read:
-            self.metrics.observe_batch(result, time.perf_counter() - started)
+        batch = await rt.stream_worker.prepare(self.settings.consumer.batch_size, block_ms=block_ms)
+        result = await rt.stream_worker.deliver(batch)
+        self._observe(result)
         return result
+
+    def _observe(self, result: BatchResult) -> None:
+        if result.read:
+            self.metrics.observe_batch(result, result.seconds)
 
     async def ready(self) -> tuple[bool, str]:
         """Whether Redis and Elasticsearch both answer: ``(ok, detail)`` for ``/readyz``."""
@@ -249,74 +250,42 @@ class LogWorker:
     async def run(
         self, *, on_batch: Callable[[BatchResult], Awaitable[None]] | None = None
     ) -> None:
-        """Process batches until :meth:`request_stop`; the batch in flight is finished and
-        acknowledged before returning.
+        """Process batches until :meth:`request_stop`; the batches in flight are finished and
+        acknowledged before returning (see :func:`~killkrill.workers.base.run_lanes`).
 
-        When Redis or Elasticsearch is unreachable the worker waits (backoff up to
-        ``retry.max_backoff``) and probes readiness before reading again, so a long outage
-        does not burn through the entries' delivery counts.
+        ``consumer.in_flight`` caps the ``_bulk`` requests open at once (the sink's own cap);
+        one lane more than that keeps a batch ready to send the moment a request is answered,
+        while another lane acknowledges what its request delivered.
         """
         self._stop_loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         if self._stopping:
             self._stop_event.set()
-        lanes = [
-            asyncio.create_task(self._lane(on_batch), name=f"log-worker-lane-{n}")
-            for n in range(self.settings.consumer.in_flight)
-        ]
-        try:
-            await asyncio.gather(*lanes)
-        finally:
-            for lane in lanes:
-                lane.cancel()
-            await asyncio.gather(*lanes, return_exceptions=True)
+        rt = await self._prepared_runtime()
 
-    async def _lane(self, on_batch: Callable[[BatchResult], Awaitable[None]] | None) -> None:
-        """One sequence of batches; :meth:`run` keeps ``in_flight`` of them going."""
-        outage = 0
-        while not self._stopping:
-            try:
-                result = await self.run_batch(block_ms=self.settings.consumer.block_ms)
-            except ServiceUnavailable as exc:
-                outage += 1
-                log.warning("dependency unavailable, waiting", extra={"error": str(exc)})
-                await self._wait_until_ready(outage)
-                continue
+        async def observe(result: BatchResult) -> None:
+            self._observe(result)
             if on_batch is not None:
                 await on_batch(result)
-            if result.pending and not result.success:
-                # The sink took nothing: it is down or overloaded. Wait for it to answer
-                # before reading more, rather than re-delivering the same entries at once.
-                outage += 1
-                log.warning(
-                    "batch left pending, waiting for Elasticsearch",
-                    extra={"pending": result.pending, "reason": (result.errors or [""])[-1]},
-                )
-                await self._wait_until_ready(outage)
-            else:
-                outage = 0
+
+        async def ready() -> bool:
+            ok, detail = await self.ready()
+            if not ok:
+                log.info("not ready yet", extra={"detail": detail})
+            return ok
+
+        c = self.settings.consumer
+        await run_lanes(
+            rt.stream_worker,
+            self._stop_event,
+            lanes=c.in_flight + 1,
+            batch_size=c.batch_size,
+            block_ms=c.block_ms,
+            ready=ready,
+            on_batch=observe,
+        )
 
     # --- internals ----------------------------------------------------------------------
-
-    async def _wait_until_ready(self, outage: int) -> None:
-        attempt = outage
-        while not self._stopping:
-            await self._pause(self.backoff.delay(attempt))
-            with contextlib.suppress(Exception):
-                ok, detail = await self.ready()
-                if ok:
-                    return
-                log.info("not ready yet", extra={"detail": detail})
-            attempt += 1
-
-    async def _pause(self, seconds: float) -> None:
-        """Sleep up to ``seconds``, waking early when a stop is requested."""
-        event = self._stop_event
-        if event is None:
-            await asyncio.sleep(seconds)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
 
     def _parse(self, entry: Entry) -> LogDocument:
         data = entry.data
@@ -343,6 +312,7 @@ class LogWorker:
                     s.elasticsearch.url, request_timeout=s.elasticsearch.request_timeout
                 ),
                 metrics=self.metrics,
+                max_in_flight=s.consumer.in_flight,
             )
             stream_worker = StreamWorker(
                 group,

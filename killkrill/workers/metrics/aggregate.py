@@ -77,12 +77,24 @@ class Group:
 def aggregate(samples: Iterable[Sample], bucket_seconds: int) -> dict[GroupKey, Group]:
     """Fold ``samples`` (in stream order) into one :class:`Group` per (name, labels, bucket)."""
     groups: dict[GroupKey, Group] = {}
-    for sample in samples:
-        ts = sample.timestamp
-        key = (sample.name, sample.labels, int(ts // bucket_seconds) * bucket_seconds)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = Group.of(key, sample)
-        else:
-            group.add(sample)
+    get = groups.get
+    for sample in samples:  # Group.add inlined: this loop runs once per sample
+        name, v, labels, ts, kind = sample
+        key = (name, labels, int(ts // bucket_seconds) * bucket_seconds)
+        g = get(key)
+        if g is None:
+            groups[key] = Group(name, labels, key[2], kind, 1, v, v, v, v, ts, ts)
+            continue
+        g.count += 1
+        g.sum += v
+        if v < g.min:
+            g.min = v
+        if v > g.max:
+            g.max = v
+        if ts >= g.last_seen:
+            g.last_seen = ts
+            g.last = v
+            g.type = kind
+        if ts < g.first_seen:
+            g.first_seen = ts
     return groups

@@ -44,6 +44,9 @@ _LATEST_SQL = text(
         name, labels, type, count, sum, min, max, last
     FROM aggregated_metrics
     WHERE last_seen >= now() - make_interval(secs => :max_age)
+        -- a bucket is at most a day wide (ck_aggregated_metrics_bucket_seconds_max), so this
+        -- bound on the indexed bucket_start keeps every row of the exact filter above
+        AND bucket_start > now() - make_interval(secs => :max_age + 86400)
     ORDER BY name, labels_hash, bucket_start DESC, bucket_seconds
     """
 )

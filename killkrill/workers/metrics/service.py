@@ -14,6 +14,7 @@ import signal
 from killkrill.config.workers import MetricsWorkerSettings
 from killkrill.db.migrate import current, head
 from killkrill.errors import ConfigError
+from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.metrics.worker import MetricsWorker
 
 __all__ = ["check_schema", "serve"]
@@ -39,6 +40,7 @@ async def serve(settings: MetricsWorkerSettings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     worker = MetricsWorker(settings)
+    tune_for_streaming()  # start-up objects out of the collector's way (see gctune)
     try:
         await worker.run(stop)
     finally:

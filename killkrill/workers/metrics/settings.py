@@ -8,6 +8,7 @@ The seed builds workers from a flat dict (``redis_url`` as a host with ``redis_p
 ``redis_port``/``redis_db``  completes a host-only ``redis_url`` (defaults 6379 / 0)
 ``database_url``           ``database.url``
 ``batch_size``             ``consumer.batch_size`` (entries per batch)
+``in_flight``              ``consumer.in_flight`` (batches handled at once)
 ``bucket_seconds``         ``aggregation.bucket_seconds``
 ``timeout``                seconds: ``redis.socket_timeout`` and
                            ``aggregation.statement_timeout``
@@ -30,11 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from killkrill.config.workers import (
-    MetricsWorkerSettings,
-    set_dotted,
-    validate_metrics_worker_settings,
-)
+from killkrill.config import MetricsWorkerSettings, set_dotted
 from killkrill.errors import ConfigError
 from killkrill.streams.connection import redis_url
 
@@ -43,6 +40,7 @@ __all__ = ["SEED_KEYS", "settings_from_seed"]
 SEED_KEYS: dict[str, tuple[str, ...]] = {
     "database_url": ("database.url",),
     "batch_size": ("consumer.batch_size",),
+    "in_flight": ("consumer.in_flight",),
     "bucket_seconds": ("aggregation.bucket_seconds",),
     "timeout": ("redis.socket_timeout", "aggregation.statement_timeout"),
     "streams": ("streams",),
@@ -78,4 +76,4 @@ def settings_from_seed(config: Mapping[str, Any]) -> MetricsWorkerSettings:
         if config.get(key) is not None:
             for path in paths:
                 set_dotted(data, path, config[key])
-    return validate_metrics_worker_settings(data)
+    return MetricsWorkerSettings.validate_settings(data)

@@ -12,12 +12,18 @@ Three ways to drive it:
 
 * :meth:`MetricsWorker.aggregate_batch` - blocking, for scripts and plain sync tests: runs
   on the worker's own event loop in a private thread, so it also works when the caller is
-  itself inside a running loop.
+  itself inside a running loop. One batch after the other, in stream order.
 * :meth:`MetricsWorker.process_stream_async` - drain ``<name>-stream``; several run
   concurrently (each uses its own Redis connection and consumer group; the PostgreSQL
-  transactions run in threads).
+  transactions run in threads). ``consumer.in_flight`` batches of a stream at once.
 * :meth:`MetricsWorker.run` - the long-running mode of ``killkrill worker metrics``: every
-  configured stream, the ops port and scheduled retention, until ``stop`` is set.
+  configured stream (``consumer.in_flight`` batches of each at once), the ops port and
+  scheduled retention, until ``stop`` is set.
+
+Batches in flight together overlap the Python work of one (read, parse, fold) with the
+PostgreSQL work of another. Their transactions take locks in one order - series advisory
+locks by name, ledger rows by entry ID, aggregate rows by (name, labels hash, bucket) - so
+they never deadlock; two that update the same aggregate row are serialised by its row lock.
 
 Both batch methods return a :class:`~killkrill.workers.base.BatchResult`: ``success`` is
 the number of entries delivered (applied now, or found already applied), so it is truthy
@@ -42,11 +48,11 @@ from sqlalchemy.engine import Engine
 from killkrill.config.workers import MetricsWorkerSettings
 from killkrill.db import create_engine
 from killkrill.db.retention import PruneResult, prune_aggregates, prune_ledger
-from killkrill.errors import RetryableError, ValidationError
+from killkrill.errors import ValidationError
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
 from killkrill.streams.names import StreamNames
-from killkrill.workers.base import BatchResult, StreamWorker
+from killkrill.workers.base import BatchResult, StreamWorker, run_lanes, sleep_or_stop
 from killkrill.workers.metrics.collector import AggregatesCollector
 from killkrill.workers.metrics.instruments import Instruments
 from killkrill.workers.metrics.sample import Sample, parse_entry
@@ -151,16 +157,20 @@ class MetricsWorker:
         *,
         max_retries: int | None = None,
         stop_on_error: bool = False,
+        lanes: int = 1,
     ) -> BatchResult:
+        """Up to ``count`` entries (None: until the stream is empty) in batches, ``lanes`` of
+        them in flight at once (1: one after the other, in stream order)."""
         worker = self.stream_worker(client, stream_key)
         await worker.group.ensure()
         limit = count if count is not None else 2**62
-        result = await worker.run(
-            limit,
-            chunk=self.settings.consumer.batch_size,
-            max_retries=max_retries,
-            stop_on_error=stop_on_error,
-        )
+        chunk = self.settings.consumer.batch_size
+        if stop_on_error or lanes <= 1 or limit <= chunk:
+            result = await worker.run(
+                limit, chunk=chunk, max_retries=max_retries, stop_on_error=stop_on_error
+            )
+        else:
+            result = await _drain_in_lanes(worker, limit, chunk, lanes, max_retries)
         self._count(stream_key, result)
         return result
 
@@ -215,9 +225,16 @@ class MetricsWorker:
         Returns the :class:`BatchResult` of the whole run: ``success`` is the number of
         entries delivered, > 0 (truthy) whenever the stream had entries and any of them was
         aggregated; ``failed`` the dead-lettered plus those left pending.
+
+        ``consumer.in_flight`` batches are handled at once (one read and parsed while another
+        is written), as in the long-running mode; so, as with several workers on a stream,
+        which of several new series a batch admits under the cardinality cap depends on
+        which batch commits first. :meth:`aggregate_batch` is strictly sequential.
         """
         async with self._new_client() as client:
-            return await self._drain(client, self.stream_key(name), count)
+            return await self._drain(
+                client, self.stream_key(name), count, lanes=self.settings.consumer.in_flight
+            )
 
     # --- the long-running mode -----------------------------------------------------------------
 
@@ -270,42 +287,30 @@ class MetricsWorker:
     async def _stream_loop(
         self, client: aioredis.Redis, stream_key: str, stop: asyncio.Event
     ) -> None:
+        """``consumer.in_flight`` lanes of batches on one stream, sharing its consumer (see
+        :func:`~killkrill.workers.base.run_lanes`). While one lane waits for PostgreSQL,
+        another reads and parses; their transactions lock rows in the same order, so they
+        cannot deadlock (a row both update waits for the first COMMIT)."""
         worker = self.stream_worker(client, stream_key)
+        await worker.group.ensure()
         c = self.settings.consumer
-        failures = 0
-        while not stop.is_set():
-            try:
-                await worker.group.ensure()
-                result = await worker.run_batch(c.batch_size, block_ms=c.block_ms or None)
-            except RetryableError as exc:  # Redis unreachable: wait, then read again
-                failures += 1
-                log.warning("batch failed, retrying: %s", exc, extra={"stream": stream_key})
-                await _sleep_or_stop(stop, self.backoff.delay(failures))
-                continue
-            self._count(stream_key, result)
-            if result.pending:  # the sink kept failing: wait for PostgreSQL before reading on
-                failures += 1
-                log.warning(
-                    "entries left pending",
-                    extra={
-                        "stream": stream_key,
-                        "pending": result.pending,
-                        "reason": result.errors[-1:],
-                    },
-                )
-                await self._wait_for_database(stop, failures)
-            else:
-                failures = 0
-            if result.read == 0 and not c.block_ms:
-                await _sleep_or_stop(stop, 0.1)
 
-    async def _wait_for_database(self, stop: asyncio.Event, failures: int) -> None:
-        attempt = failures
-        while not stop.is_set():
-            if await asyncio.to_thread(self._database_ok):
-                return
-            attempt += 1
-            await _sleep_or_stop(stop, self.backoff.delay(attempt))
+        async def count(result: BatchResult) -> None:
+            self._count(stream_key, result)
+
+        async def ready() -> bool:
+            ok, _detail = await self.ready(client)
+            return ok
+
+        await run_lanes(
+            worker,
+            stop,
+            lanes=c.in_flight,
+            batch_size=c.batch_size,
+            block_ms=c.block_ms or None,
+            ready=ready,
+            on_batch=count,
+        )
 
     def _database_ok(self) -> bool:
         try:
@@ -330,7 +335,7 @@ class MetricsWorker:
                 )
             except Exception as exc:  # pruning is housekeeping: log and try next round
                 log.warning("pruning failed: %s", exc)
-            await _sleep_or_stop(stop, interval)
+            await sleep_or_stop(stop, interval)
 
     async def ready(self, client: aioredis.Redis) -> tuple[bool, str]:
         """``/readyz``: Redis answers PING and PostgreSQL answers ``SELECT 1``."""
@@ -418,9 +423,40 @@ class MetricsWorker:
         self.close()
 
 
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+async def _drain_in_lanes(
+    worker: StreamWorker[Sample], limit: int, chunk: int, lanes: int, max_retries: int | None
+) -> BatchResult:
+    # Each lane awaits whole batches (StreamWorker.run_batch); the budget is shared.
+    """Drain up to ``limit`` entries with ``lanes`` batches in flight at once (one being
+    read and parsed while another waits for PostgreSQL). Each entry is read by one lane
+    only (the group hands each out once). A lane stops when its read comes back empty or
+    the budget is spent; an error in one lane lets the others finish their batch, then is
+    raised."""
+    total = BatchResult()
+    budget = limit
+    failed: list[BaseException] = []
+
+    async def lane() -> None:
+        nonlocal budget
+        while budget > 0 and not failed:
+            n = min(chunk, budget)
+            budget -= n
+            try:
+                batch = await worker.run_batch(n, max_retries=max_retries)
+            except BaseException as exc:
+                budget += n
+                failed.append(exc)
+                raise
+            budget += n - batch.read
+            total.merge(batch)
+            if batch.read == 0:
+                return
+
+    results = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
+    for outcome in results:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return total
 
 
 async def _ledger_bound(client: aioredis.Redis, stream: str, group: str) -> tuple[int, int] | None:

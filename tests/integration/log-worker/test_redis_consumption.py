@@ -193,3 +193,30 @@ async def test_async_variant_and_sync_api_inside_a_running_loop(redis_client, lo
     assert result["success"] == 2
     assert redis_client.xlen(STREAM) == 0
     await log_worker.aclose()
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+async def test_long_running_mode_reads_ahead_and_stop_leaves_nothing_pending(
+    redis_client, elasticsearch_client, log_worker_config, add_logs, in_flight
+):
+    """While a batch is written the lane reads its next one; on stop, that batch read ahead
+    is written and acked too: nothing is left pending, nothing is indexed twice."""
+    add_logs(200)
+    worker = LogWorker({**log_worker_config, "block_ms": 50})
+    worker.settings.consumer.in_flight = in_flight
+    batches = []
+
+    async def on_batch(result):
+        batches.append(result)
+        if len(batches) == 1:
+            worker.request_stop()
+
+    await worker.run(on_batch=on_batch)
+    await worker.aclose()
+    indexed = sum(b.success for b in batches)
+    assert all(b.failed == 0 for b in batches)
+    assert len(batches) > 1  # the batch read ahead was delivered after the stop request
+    assert pending_count(redis_client) == 0
+    assert redis_client.xlen(STREAM) == 200 - indexed
+    elasticsearch_client.indices.refresh(index="logs-test-*")
+    assert es_count(elasticsearch_client, "logs-test-*") == indexed

@@ -138,4 +138,4 @@ def test_postgres_restart_mid_run_loses_nothing(
     assert worker.wait(30) == 0, worker.output()
     assert totals() == {"pg_restart": (5000, 5000.0)}
     assert redis_client.xlen(DLQ) == 0
-    assert "entries left pending" in worker.output()
+    assert "batch left pending, waiting for the sink" in worker.output()

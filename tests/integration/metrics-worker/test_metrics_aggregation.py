@@ -226,7 +226,7 @@ def test_db_cli_upgrade_and_prune(database_schema, metrics_worker, add_samples, 
     env_url = ["--database-url", database_schema]
     run = [sys.executable, "-m", "killkrill", "db"]
     up = subprocess.run([*run, "upgrade", *env_url], capture_output=True, text=True, check=True)
-    assert "database at revision 0002" in up.stdout
+    assert "database at revision 0003" in up.stdout
     add_samples("metrics-stream", [make_sample("cli_pruned", 1, ts=time.time() - 3 * 86_400)])
     metrics_worker.aggregate_batch()
     pruned = subprocess.run(

@@ -22,6 +22,7 @@ from killkrill.workers.base import (
     Reject,
     Retry,
     StreamWorker,
+    run_lanes,
 )
 from killkrill.workers.retry import Backoff
 
@@ -247,3 +248,152 @@ async def test_dead_letter_stream_can_be_named(
     [entry] = await group.read(1)
     await group.dead_letter([(entry, "bad")], attempts=1, worker="w")
     assert redis_client.xlen("custom-dlq") == 1
+
+
+async def test_an_empty_reclaim_scan_is_repeated_only_after_the_interval(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    dead = ConsumerGroup(aclient, STREAM, "g", "dead")
+    await dead.ensure()
+    ids = _add(redis_client, {"n": 1})
+    await dead.read(10)
+    alive = ConsumerGroup(aclient, STREAM, "g", "alive", claim_idle_ms=50, reclaim_interval_ms=400)
+    assert await alive.read(10) == []  # scanned: nothing idle long enough yet
+    await asyncio.sleep(0.1)
+    assert await alive.read(10) == []  # idle enough now, but the next scan is not due
+    await asyncio.sleep(0.35)
+    assert [e.id for e in await alive.read(10)] == ids
+
+
+async def test_reclaim_interval_defaults_to_half_the_idle_time(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    dead = ConsumerGroup(aclient, STREAM, "g", "dead")
+    await dead.ensure()
+    ids = _add(redis_client, {"n": 1})
+    await dead.read(10)
+    alive = ConsumerGroup(aclient, STREAM, "g", "alive", claim_idle_ms=100)
+    assert await alive.read(10) == []
+    await asyncio.sleep(0.12)  # > claim_idle_ms and > the default interval (50 ms)
+    assert [e.id for e in await alive.read(10)] == ids
+
+
+async def test_a_scan_that_claimed_entries_continues_on_the_next_read(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    dead = ConsumerGroup(aclient, STREAM, "g", "dead")
+    await dead.ensure()
+    ids = _add(redis_client, *[{"n": i} for i in range(5)])
+    await dead.read(10)
+    await asyncio.sleep(0.06)
+    alive = ConsumerGroup(
+        aclient, STREAM, "g", "alive", claim_idle_ms=50, reclaim_interval_ms=60_000
+    )
+    first = await alive.read(3)
+    second = await alive.read(3)
+    assert [e.id for e in first + second] == ids
+    assert all(e.deliveries == 2 for e in first + second)
+
+
+async def test_block_0_does_not_wait(aclient: aioredis.Redis) -> None:
+    group = ConsumerGroup(aclient, STREAM, "g", "c1")
+    await group.ensure()
+    assert await asyncio.wait_for(group.read(10, block_ms=0), timeout=2) == []
+
+
+async def test_block_waits_for_new_entries(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    group = ConsumerGroup(aclient, STREAM, "g", "c1")
+    await group.ensure()
+    reading = asyncio.create_task(group.read(10, block_ms=2000))
+    await asyncio.sleep(0.1)
+    ids = _add(redis_client, {"n": 1})
+    assert [e.id for e in await asyncio.wait_for(reading, timeout=3)] == ids
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_read_and_ack_with_either_protocol(
+    redis_url: str, redis_client: redis.Redis, protocol: int
+) -> None:
+    client = aioredis.Redis.from_url(redis_url, protocol=protocol)
+    try:
+        group = ConsumerGroup(client, STREAM, "g", "c1")
+        await group.ensure()
+        ids = _add(redis_client, {"n": 1}, b"\xff raw bytes")
+        redis_client.xadd(STREAM, {"data": b"{}", "v": "1", "extra": "x"})
+        entries = await group.read(10)
+        assert [e.id for e in entries][:2] == ids
+        assert [e.data for e in entries] == [b'{"n": 1}', b"\xff raw bytes", b"{}"]
+        assert entries[2].fields == {b"data": b"{}", b"v": b"1", b"extra": b"x"}
+        await group.ack([e.id for e in entries])
+        assert redis_client.xlen(STREAM) == 0
+        assert await group.pending() == 0
+    finally:
+        await client.aclose()
+
+
+async def test_read_recreates_a_deleted_group(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    group = ConsumerGroup(aclient, STREAM, "g", "c1")
+    await group.ensure()
+    redis_client.delete(STREAM)
+    ids = _add(redis_client, {"n": 1})
+    assert [e.id for e in await group.read(10)] == ids
+
+
+async def test_ack_failure_inside_the_transaction_is_reported(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    group = ConsumerGroup(aclient, STREAM, "g", "c1")
+    await group.ensure()
+    _add(redis_client, {"n": 1})
+    [entry] = await group.read(1)
+    redis_client.delete(STREAM)
+    redis_client.set(STREAM, "not a stream")
+    with pytest.raises(ServiceUnavailable, match="WRONGTYPE"):
+        await group.ack([entry.id])
+    assert await aclient.ping()  # the connection is still usable
+
+
+async def test_run_lanes_drains_waits_for_readiness_after_an_outage_and_stops(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    _add(redis_client, *[{"n": i} for i in range(30)])
+    # No retries within a batch: the first batch is left pending, so the lane must wait for
+    # readiness; its entries come back through the reclaim once idle for 300 ms.
+    sink = ScriptedSink(ServiceUnavailable("sink down"), *([{}] * 50))
+    worker = _worker(aclient, sink, max_retries=0, claim_idle_ms=300)
+    await worker.group.ensure()
+    stop = asyncio.Event()
+    probes: list[int] = []
+    seen: list[BatchResult] = []
+
+    async def ready() -> bool:
+        probes.append(1)
+        return len(probes) >= 2  # not ready at the first probe
+
+    async def on_batch(result: BatchResult) -> None:
+        seen.append(result)
+        if sum(r.success for r in seen) == 30:
+            stop.set()
+
+    await asyncio.wait_for(
+        run_lanes(
+            worker,
+            stop,
+            lanes=2,
+            batch_size=7,
+            block_ms=None,
+            ready=ready,
+            on_batch=on_batch,
+            idle_sleep=0.01,
+        ),
+        timeout=20,
+    )
+    assert len(probes) >= 2
+    assert sum(r.success for r in seen) == 30
+    assert redis_client.xlen(STREAM) == 0
+    assert await worker.group.pending() == 0
+    assert max(len(c) for c in sink.calls) <= 7

@@ -7,6 +7,7 @@ server.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -100,3 +101,37 @@ async def test_request_too_large_is_split_and_a_lone_giant_is_rejected() -> None
     client = StubClient(max_docs=0)
     out = await ElasticsearchSink(client).write(items(2))  # type: ignore[arg-type]
     assert all(isinstance(o, Reject) and "413" in o.reason for o in out.values())
+
+
+class SlowClient(StubClient):
+    """Records how many ``bulk`` calls are open at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = 0
+        self.most_open = 0
+
+    async def bulk(self, *, operations: bytes, **kw: Any) -> _Response:
+        self.open += 1
+        self.most_open = max(self.most_open, self.open)
+        try:
+            await asyncio.sleep(0.01)
+            return await super().bulk(operations=operations, **kw)
+        finally:
+            self.open -= 1
+
+
+@pytest.mark.parametrize(("cap", "expected"), [(None, 5), (1, 1), (2, 2)])
+async def test_max_in_flight_caps_concurrent_bulk_requests(cap: int | None, expected: int) -> None:
+    client = SlowClient()
+    sink = ElasticsearchSink(client, max_in_flight=cap)  # type: ignore[arg-type]
+    answers = await asyncio.gather(*(sink.write(items(2)) for _ in range(5)))
+    assert all(a == {"1-0": DELIVERED, "1-1": DELIVERED} for a in answers)
+    assert client.most_open == expected
+
+
+async def test_a_split_under_the_cap_does_not_wait_for_itself() -> None:
+    client = StubClient(max_docs=2)
+    sink = ElasticsearchSink(client, max_in_flight=1)  # type: ignore[arg-type]
+    out = await asyncio.wait_for(sink.write(items(5)), timeout=2)
+    assert out == {f"1-{i}": DELIVERED for i in range(5)}
