@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["UNLIMITED", "RecordLimits"]
+from killkrill.errors import ValidationError
+
+__all__ = ["UNLIMITED", "RecordLimits", "too_long"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +34,11 @@ class RecordLimits:
 
 UNLIMITED = RecordLimits()
 """No size limits: what workers use when re-reading records the receivers already checked."""
+
+
+def too_long(length: int, limit: int, setting: str, field: str, hint: str = "") -> ValidationError:
+    """The error for a field of ``length`` characters over ``limit`` (``limits.<setting>``)."""
+    return ValidationError(
+        f"is {length} characters long; the limit is {limit} (limits.{setting}){hint}",
+        field=field,
+    )

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 
 from killkrill.errors import LogParseError, ValidationError
 from killkrill.schemas.levels import LEVELS, Level, normalise_level
-from killkrill.schemas.limits import UNLIMITED, RecordLimits
+from killkrill.schemas.limits import UNLIMITED, RecordLimits, too_long
 from killkrill.schemas.timestamps import (
     format_timestamp,
     is_canonical_timestamp,
@@ -112,16 +112,14 @@ def validate_log(obj: object, limits: RecordLimits = UNLIMITED) -> dict[str, Any
             field="message",
         )
     if limits.max_service_length is not None and len(service) > limits.max_service_length:
-        raise ValidationError(
-            f"is {len(service)} characters long; the limit is {limits.max_service_length} "
-            "(limits.max_service_length)",
-            field="service",
-        )
+        raise too_long(len(service), limits.max_service_length, "max_service_length", "service")
     if limits.max_message_length is not None and len(message) > limits.max_message_length:
-        raise ValidationError(
-            f"is {len(message)} characters long; the limit is {limits.max_message_length} "
-            "(limits.max_message_length); split the message or raise the limit",
-            field="message",
+        raise too_long(
+            len(message),
+            limits.max_message_length,
+            "max_message_length",
+            "message",
+            "; split the message or raise the limit",
         )
     if limits.max_fields is not None and len(obj) > limits.max_fields:
         raise ValidationError(

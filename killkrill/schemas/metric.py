@@ -22,7 +22,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from killkrill.errors import ValidationError
-from killkrill.schemas.limits import UNLIMITED, RecordLimits
+from killkrill.schemas.limits import UNLIMITED, RecordLimits, too_long
 from killkrill.schemas.timestamps import format_timestamp, normalise_timestamp, parse_timestamp
 
 __all__ = [
@@ -92,11 +92,7 @@ def validate_metric(
             field="name",
         )
     if limits.max_name_length is not None and len(name) > limits.max_name_length:
-        raise ValidationError(
-            f"is {len(name)} characters long; the limit is {limits.max_name_length} "
-            "(limits.max_name_length)",
-            field="name",
-        )
+        raise too_long(len(name), limits.max_name_length, "max_name_length", "name")
     if "value" not in obj:
         raise ValidationError(
             "missing required field value; every sample needs name and value", field="value"
@@ -161,11 +157,7 @@ def _check_labels(labels: object, limits: RecordLimits) -> None:
                 field=f"labels.{key}",
             )
         if max_len is not None and len(val) > max_len:
-            raise ValidationError(
-                f"is {len(val)} characters long; the limit is {max_len} "
-                "(limits.max_label_value_length)",
-                field=f"labels.{key}",
-            )
+            raise too_long(len(val), max_len, "max_label_value_length", f"labels.{key}")
 
 
 class MetricSample(BaseModel):

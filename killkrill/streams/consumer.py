@@ -178,15 +178,18 @@ class ConsumerGroup:
         return [Entry(self.stream, eid, fields, counts.get(eid, 2)) for eid, fields in claimed]
 
     async def _delivery_counts(self, ids: Sequence[str]) -> dict[str, int]:
-        rows: Any = await self.client.xpending_range(
-            self.stream,
-            self.group,
-            min=ids[0],
-            max=ids[-1],
-            count=len(ids) * 4 + 10,
-            consumername=self.consumer,
-        )
-        return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
+        """Exact delivery counts of ``ids`` (one XPENDING per ID, in one round trip: entries
+        are reclaimed rarely, and a range query could miss some among this consumer's
+        other pending entries, which would hide a poison entry from ``max_deliveries``)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for entry_id in ids:
+                pipe.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
+            replies: Any = await pipe.execute()
+        return {
+            _text(row["message_id"]): int(row["times_delivered"])
+            for rows in replies
+            for row in rows
+        }
 
     async def pending(self) -> int:
         """Entries delivered to some consumer of the group and not yet acknowledged."""

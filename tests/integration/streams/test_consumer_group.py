@@ -397,3 +397,25 @@ async def test_run_lanes_drains_waits_for_readiness_after_an_outage_and_stops(
     assert redis_client.xlen(STREAM) == 0
     assert await worker.group.pending() == 0
     assert max(len(c) for c in sink.calls) <= 7
+
+
+async def test_reclaimed_entries_get_their_exact_delivery_count_among_many_pending(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    # Between two reclaimed entries, 25 entries pending for the reclaiming consumer itself:
+    # a range query for the delivery counts (capped at 4 x 3 + 10 rows) would miss `last`.
+    dead = ConsumerGroup(aclient, STREAM, "g", "dead", claim_idle_ms=50)
+    await dead.ensure()
+    [first] = _add(redis_client, {"n": 0})
+    await dead.read(1)
+    _add(redis_client, *[{"n": i} for i in range(1, 26)])
+    alive = ConsumerGroup(aclient, STREAM, "g", "alive", claim_idle_ms=50)
+    assert len(await alive.read(25)) == 25
+    [last] = _add(redis_client, {"n": 26})
+    await dead.read(1)
+    for _ in range(2):  # two more deliveries of `last` to `dead` (reading its history)
+        redis_client.xreadgroup("g", "dead", {STREAM: first})
+    await asyncio.sleep(0.1)
+    redis_client.xreadgroup("g", "alive", {STREAM: "0"})  # `alive`'s own: not idle any more
+    claimed = await alive.read(3)
+    assert {e.id: e.deliveries for e in claimed} == {first: 2, last: 4}
