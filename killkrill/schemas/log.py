@@ -22,16 +22,15 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from killkrill.errors import LogParseError, ValidationError
 from killkrill.schemas.levels import LEVELS, Level, normalise_level
 from killkrill.schemas.limits import UNLIMITED, RecordLimits, too_long
+from killkrill.schemas.record import StreamRecord
 from killkrill.schemas.timestamps import (
-    format_timestamp,
     is_canonical_timestamp,
     normalise_timestamp,
-    parse_timestamp,
 )
 
 __all__ = [
@@ -138,7 +137,7 @@ def validate_log(obj: object, limits: RecordLimits = UNLIMITED) -> dict[str, Any
     return obj
 
 
-class LogRecord(BaseModel):
+class LogRecord(StreamRecord):
     """One log record. Extra fields are kept and serialised back unchanged."""
 
     model_config = ConfigDict(
@@ -167,23 +166,10 @@ class LogRecord(BaseModel):
     )
     message: str = Field(description="The log line.")
 
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _timestamp(cls, value: object) -> datetime:
-        return parse_timestamp(value)
-
     @field_validator("level", mode="before")
     @classmethod
     def _level(cls, value: object) -> str:
         return normalise_level(value)
-
-    @field_serializer("timestamp")
-    def _dump_timestamp(self, value: datetime) -> str:
-        return format_timestamp(value)
-
-    def to_json(self) -> bytes:
-        """The record as it is stored on the stream."""
-        return orjson.dumps(self.model_dump(mode="json"))
 
 
 def parse_log_record(data: bytes | str) -> LogRecord:

@@ -19,11 +19,12 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from killkrill.errors import ValidationError
 from killkrill.schemas.limits import UNLIMITED, RecordLimits, too_long
-from killkrill.schemas.timestamps import format_timestamp, normalise_timestamp, parse_timestamp
+from killkrill.schemas.record import StreamRecord
+from killkrill.schemas.timestamps import format_timestamp, normalise_timestamp
 
 __all__ = [
     "LABEL_NAME_RE",
@@ -160,7 +161,7 @@ def _check_labels(labels: object, limits: RecordLimits) -> None:
             raise too_long(len(val), max_len, "max_label_value_length", f"labels.{key}")
 
 
-class MetricSample(BaseModel):
+class MetricSample(StreamRecord):
     """One metric sample."""
 
     model_config = ConfigDict(
@@ -202,23 +203,10 @@ class MetricSample(BaseModel):
                 raise ValueError(f"{key!r} is not a valid label name")
         return value
 
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _timestamp(cls, value: object) -> datetime:
-        return parse_timestamp(value)
-
     @field_validator("type", mode="before")
     @classmethod
     def _type(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
-
-    @field_serializer("timestamp")
-    def _dump_timestamp(self, value: datetime) -> str:
-        return format_timestamp(value)
-
-    def to_json(self) -> bytes:
-        """The sample as it is stored on the stream."""
-        return orjson.dumps(self.model_dump(mode="json"))
 
 
 def parse_metric_sample(data: bytes | str) -> MetricSample:
