@@ -206,22 +206,47 @@ class StreamWorker(Generic[R]):
         return result
 
     async def run(
-        self, count: int, *, chunk: int, max_retries: int | None = None, stop_on_error: bool = False
+        self,
+        count: int,
+        *,
+        chunk: int,
+        max_retries: int | None = None,
+        stop_on_error: bool = False,
+        lanes: int = 1,
     ) -> BatchResult:
         """Handle up to ``count`` entries in batches of ``chunk`` until the stream is drained.
 
-        With ``stop_on_error``, parse failures raise once, after all batches are handled.
+        With ``lanes`` > 1 that many batches are in flight at once (one being read and parsed
+        while another is written), sharing the ``count`` budget; each entry is still read by
+        one lane only. With ``stop_on_error``, parse failures raise once, after all batches
+        are handled.
         """
         total = BatchResult()
         parse_failures: list[str] = []
-        while total.read < count:
-            batch, failures = await self._handle_batch(
-                min(chunk, count - total.read), None, max_retries
-            )
-            total.merge(batch)
-            parse_failures.extend(failures)
-            if batch.read == 0:
-                break
+        budget = count
+
+        async def lane() -> None:
+            nonlocal budget
+            while budget > 0:
+                n = min(chunk, budget)
+                budget -= n
+                try:
+                    batch, failures = await self._handle_batch(n, None, max_retries)
+                except BaseException:
+                    budget = 0  # let the other lanes finish their batch, then stop
+                    raise
+                budget += n - batch.read
+                total.merge(batch)
+                parse_failures.extend(failures)
+                if batch.read == 0:
+                    return
+
+        results = await asyncio.gather(
+            *(lane() for _ in range(max(1, lanes))), return_exceptions=True
+        )
+        for outcome in results:
+            if isinstance(outcome, BaseException):
+                raise outcome
         if stop_on_error and parse_failures:
             raise self._parse_failure(parse_failures)
         return total

@@ -165,12 +165,9 @@ class MetricsWorker:
         await worker.group.ensure()
         limit = count if count is not None else 2**62
         chunk = self.settings.consumer.batch_size
-        if stop_on_error or lanes <= 1 or limit <= chunk:
-            result = await worker.run(
-                limit, chunk=chunk, max_retries=max_retries, stop_on_error=stop_on_error
-            )
-        else:
-            result = await _drain_in_lanes(worker, limit, chunk, lanes, max_retries)
+        result = await worker.run(
+            limit, chunk=chunk, max_retries=max_retries, stop_on_error=stop_on_error, lanes=lanes
+        )
         self._count(stream_key, result)
         return result
 
@@ -421,42 +418,6 @@ class MetricsWorker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-async def _drain_in_lanes(
-    worker: StreamWorker[Sample], limit: int, chunk: int, lanes: int, max_retries: int | None
-) -> BatchResult:
-    # Each lane awaits whole batches (StreamWorker.run_batch); the budget is shared.
-    """Drain up to ``limit`` entries with ``lanes`` batches in flight at once (one being
-    read and parsed while another waits for PostgreSQL). Each entry is read by one lane
-    only (the group hands each out once). A lane stops when its read comes back empty or
-    the budget is spent; an error in one lane lets the others finish their batch, then is
-    raised."""
-    total = BatchResult()
-    budget = limit
-    failed: list[BaseException] = []
-
-    async def lane() -> None:
-        nonlocal budget
-        while budget > 0 and not failed:
-            n = min(chunk, budget)
-            budget -= n
-            try:
-                batch = await worker.run_batch(n, max_retries=max_retries)
-            except BaseException as exc:
-                budget += n
-                failed.append(exc)
-                raise
-            budget += n - batch.read
-            total.merge(batch)
-            if batch.read == 0:
-                return
-
-    results = await asyncio.gather(*(lane() for _ in range(lanes)), return_exceptions=True)
-    for outcome in results:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return total
 
 
 async def _ledger_bound(client: aioredis.Redis, stream: str, group: str) -> tuple[int, int] | None:

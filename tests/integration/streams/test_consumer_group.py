@@ -419,3 +419,20 @@ async def test_reclaimed_entries_get_their_exact_delivery_count_among_many_pendi
     redis_client.xreadgroup("g", "alive", {STREAM: "0"})  # `alive`'s own: not idle any more
     claimed = await alive.read(3)
     assert {e.id: e.deliveries for e in claimed} == {first: 2, last: 4}
+
+
+async def test_run_in_lanes_shares_the_budget_and_reads_each_entry_once(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    _add(redis_client, *[{"n": i} for i in range(25)], {"bad": 1})
+    sink = ScriptedSink()
+    worker = _worker(aclient, sink)
+    result = await worker.run(20, chunk=5, lanes=3)
+    delivered = [n for call in sink.calls for n in call]
+    assert result.read == 20
+    assert sorted(delivered) == list(range(20))
+    assert max(len(c) for c in sink.calls) <= 5
+    with pytest.raises(LogParseError):  # the rest, parse failure raised after all is handled
+        await worker.run(100, chunk=5, lanes=3, stop_on_error=True)
+    assert sorted(n for call in sink.calls for n in call) == list(range(25))
+    assert redis_client.xlen(STREAM) == 0
