@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from killkrill.config.common import ProcessSettings, RedisSettings, _Group, load_config_file
@@ -199,12 +201,33 @@ class SyslogSettings(_Group):
     default_service: str = Field(
         default="syslog", min_length=1, description="Service of a message without a tag."
     )
+    rfc3164_timezone: str = Field(
+        default="UTC",
+        description="IANA zone (e.g. `Europe/Berlin`) of RFC 3164 timestamps, which carry "
+        "none: set it to the senders' local zone. Default UTC.",
+    )
     ops_port: int = Field(
         default=9140,
         ge=0,
         le=65535,
         description="HTTP port for /healthz, /readyz and /metrics of the syslog process.",
     )
+
+    @field_validator("rfc3164_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a known IANA time zone (e.g. UTC, Europe/Berlin)"
+            ) from None
+        return value
+
+    @property
+    def rfc3164_zone(self) -> tzinfo:
+        """:attr:`rfc3164_timezone` as a ``tzinfo``."""
+        return ZoneInfo(self.rfc3164_timezone)
 
     @model_validator(mode="after")
     def _tls(self) -> SyslogSettings:

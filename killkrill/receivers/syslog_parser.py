@@ -8,13 +8,14 @@ A line that is neither format is still a record: its text is the ``message``, th
 ``service`` is the configured default, and ``parse_error`` says what was wrong.
 
 RFC 3164 timestamps carry no year and no zone: the year is the one that puts the time
-nearest to its arrival, and the zone is taken as UTC.
+nearest to its arrival, and the zone is ``rfc3164_tz`` (the senders' local zone; UTC unless
+configured, ``syslog.rfc3164_timezone``).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from killkrill.schemas import format_timestamp, parse_timestamp
@@ -56,19 +57,21 @@ def parse_syslog(
     *,
     received_at: datetime | None = None,
     default_service: str = "syslog",
+    rfc3164_tz: tzinfo = UTC,
 ) -> dict[str, Any]:
     """Parse one syslog frame into a log-record ``dict``; never raises.
 
-    The result always passes :func:`killkrill.schemas.validate_log`.
+    ``rfc3164_tz`` is the zone of RFC 3164 timestamps (they carry none). The result always
+    passes :func:`killkrill.schemas.validate_log`.
     """
     now = received_at or datetime.now(UTC)
     try:
-        return _parse(frame, now, default_service)
+        return _parse(frame, now, default_service, rfc3164_tz)
     except Exception as exc:  # a parser bug must not lose the message
         return _unparsed(frame, now, default_service, f"parser error: {type(exc).__name__}")
 
 
-def _parse(frame: bytes, now: datetime, default_service: str) -> dict[str, Any]:
+def _parse(frame: bytes, now: datetime, default_service: str, tz: tzinfo) -> dict[str, Any]:
     data = frame.rstrip(b"\r\n\x00")
     match = _PRI.match(data)
     if match is None:
@@ -92,7 +95,7 @@ def _parse(frame: bytes, now: datetime, default_service: str) -> dict[str, Any]:
         if record is not None:
             record["raw"] = raw
             return record
-    record = _parse_3164(body, base, now)
+    record = _parse_3164(body, base, now, tz)
     record["raw"] = raw
     return record
 
@@ -179,12 +182,12 @@ def _parse_sd(text: str) -> tuple[dict[str, dict[str, str]] | None, int]:
     return out, pos
 
 
-def _parse_3164(body: str, rec: dict[str, Any], now: datetime) -> dict[str, Any]:
+def _parse_3164(body: str, rec: dict[str, Any], now: datetime, tz: tzinfo) -> dict[str, Any]:
     rest = body
     match = _3164_TS.match(rest)
     iso = None if match else _ISO_TS.match(rest)
     if match is not None:
-        rec["timestamp"] = format_timestamp(_bsd_time(match, now))
+        rec["timestamp"] = format_timestamp(_bsd_time(match, now, tz))
         rest = rest[match.end() :]
     elif iso is not None:
         try:
@@ -214,10 +217,10 @@ def _parse_3164(body: str, rec: dict[str, Any], now: datetime) -> dict[str, Any]
     return rec
 
 
-def _bsd_time(match: re.Match[str], now: datetime) -> datetime:
-    """The time of a BSD timestamp: its own year if given, else the latest year that does
-    not put it more than a day after its arrival (so December lines read in January land
-    in the old year)."""
+def _bsd_time(match: re.Match[str], now: datetime, tz: tzinfo) -> datetime:
+    """The time of a BSD timestamp in zone ``tz``: its own year if given, else the latest
+    year that does not put it more than a day after its arrival (so December lines read in
+    January land in the old year)."""
     month = _MONTHS.get(match["mon"])
     if month is None:
         return now
@@ -226,7 +229,7 @@ def _bsd_time(match: re.Match[str], now: datetime) -> datetime:
     years = [int(match["year"])] if match["year"] else [now.year, now.year - 1]
     for year in years:
         try:
-            candidate = datetime(year, month, day, hh, mm, ss, tzinfo=UTC)
+            candidate = datetime(year, month, day, hh, mm, ss, tzinfo=tz)
         except ValueError:
             continue
         if match["year"] or candidate - now <= timedelta(days=1):

@@ -188,7 +188,10 @@ class SyslogServer:
     # -- shared ----------------------------------------------------------------------
     def _parse(self, frame: bytes, transport: str, received_at: datetime) -> bytes:
         record = parse_syslog(
-            frame, received_at=received_at, default_service=self.settings.default_service
+            frame,
+            received_at=received_at,
+            default_service=self.settings.default_service,
+            rfc3164_tz=self.settings.rfc3164_zone,
         )
         self._format_counters[(transport, record.get("syslog_format", "unparsed"))].inc()
         return orjson.dumps(record)

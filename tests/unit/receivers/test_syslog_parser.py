@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -103,3 +105,29 @@ def test_never_raises_on_syslog_like_bytes(data: bytes) -> None:
     rec = parse_syslog(data, received_at=NOW)
     validate_log(dict(rec))
     assert rec["raw"] is not None
+
+
+def test_rfc3164_timestamps_are_read_in_the_configured_zone() -> None:
+    line = b"<30>Jan  6 12:00:01 db-1 postgres[77]: checkpoint complete"
+    now = datetime(2024, 1, 6, 13, 0, tzinfo=UTC)
+    assert parse_syslog(line, received_at=now)["timestamp"] == "2024-01-06T12:00:01.000000Z"
+    berlin = parse_syslog(line, received_at=now, rfc3164_tz=ZoneInfo("Europe/Berlin"))
+    assert berlin["timestamp"] == "2024-01-06T11:00:01.000000Z"  # CET is UTC+1 in January
+    # RFC 5424 timestamps carry their own offset: the setting does not touch them.
+    rfc5424 = b"<14>1 2024-01-06T12:00:00.000Z web-1 nginx - - - hello"
+    assert parse_syslog(rfc5424, rfc3164_tz=ZoneInfo("Asia/Tokyo"))["timestamp"] == (
+        "2024-01-06T12:00:00.000000Z"
+    )
+
+
+def test_rfc3164_zone_setting_is_validated() -> None:
+    from killkrill.config import ReceiverSettings, SyslogSettings
+    from killkrill.errors import ConfigError
+
+    assert SyslogSettings(rfc3164_timezone="America/New_York").rfc3164_zone == ZoneInfo(
+        "America/New_York"
+    )
+    with pytest.raises(
+        ConfigError, match=r"syslog\.rfc3164_timezone: .*not a known IANA time zone"
+    ):
+        ReceiverSettings.load(None, {"syslog.rfc3164_timezone": "Mars/Olympus"})
