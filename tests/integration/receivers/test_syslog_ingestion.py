@@ -192,6 +192,18 @@ async def test_udp_drops_are_counted_when_the_queue_is_full(
     assert accepted._value.get() + dropped == 50, "every datagram is written or counted as dropped"
 
 
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost/127.0.0.1 and its key (PEM)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [str(OPENSSL), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 @pytest.mark.skipif(OPENSSL is None, reason="openssl not installed")
 async def test_tls_rfc5425(
     start_syslog: Callable[..., Any],
@@ -199,12 +211,7 @@ async def test_tls_rfc5425(
     read_stream: ReadStream,
     tmp_path: Path,
 ) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(  # noqa: ASYNC221 - a one-off key generation before the server starts
-        [str(OPENSSL), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = _self_signed(tmp_path)
     server: SyslogServer = await start_syslog(
         **{"syslog.tls_port": 0, "syslog.tls_cert": str(cert), "syslog.tls_key": str(key)}
     )
@@ -285,3 +292,59 @@ async def test_rsyslog_forwarding(
     assert {r["service"] for r in stored} == {"relayed"}
     assert {r["level"] for r in stored} == {"error"}
     assert {r["hostname"] for r in stored} <= {socket.gethostname(), "localhost", "127.0.0.1"}
+
+
+RSYSLOG_TLS_CONF = """
+global(workDirectory="{workdir}" DefaultNetstreamDriverCAFile="{cert}")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{inport}")
+*.* action(type="omfwd" target="127.0.0.1" port="{outport}" protocol="tcp"
+           StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/certvalid"
+           template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted")
+"""
+GTLS_DRIVER = next(Path("/usr/lib").glob("*/rsyslog/lmnsd_gtls.so"), None)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    RSYSLOGD is None or LOGGER is None or OPENSSL is None or GTLS_DRIVER is None,
+    reason="rsyslogd with TLS, logger or openssl missing (Debian: rsyslog-gnutls, bsdutils)",
+)
+async def test_rsyslog_forwarding_over_tls(
+    start_syslog: Callable[..., Any],
+    redis_client: redis.Redis,
+    read_stream: ReadStream,
+    tmp_path: Path,
+    free_port: Callable[[], int],
+) -> None:
+    """logger -> rsyslog -> RFC 5425 (TLS, certificate verified by rsyslog) -> receiver."""
+    cert, key = _self_signed(tmp_path)
+    server: SyslogServer = await start_syslog(
+        **{"syslog.tls_port": 0, "syslog.tls_cert": str(cert), "syslog.tls_key": str(key)}
+    )
+    inport = free_port()
+    conf = tmp_path / "rsyslog.conf"
+    conf.write_text(
+        RSYSLOG_TLS_CONF.format(workdir=tmp_path, cert=cert, inport=inport, outport=server.tls_port)
+    )
+    assert RSYSLOGD is not None
+    proc = await asyncio.create_subprocess_exec(
+        RSYSLOGD, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(1.0)  # rsyslog binds its UDP input
+        for i in range(10):
+            await logger("--server", "127.0.0.1", "--port", str(inport), "--udp", "--rfc5424=notq",
+                         "-t", "secure", "-p", "auth.warning", f"tls message {i}")  # fmt: skip
+        await wait_for(redis_client, 10, within=20)
+    finally:
+        proc.terminate()
+        _, stderr = await proc.communicate()
+    stored = read_stream("logs-stream")
+    assert sorted(r["message"] for r in stored) == sorted(f"tls message {i}" for i in range(10)), (
+        stderr.decode()[-2000:]
+    )
+    assert {(r["service"], r["level"], r["facility"]) for r in stored} == {
+        ("secure", "warn", "auth")
+    }
