@@ -227,6 +227,35 @@ async def test_tls_rfc5425(
     assert read_stream("logs-stream")[0]["message"] == "over tls"
 
 
+async def _relay_through_rsyslog(
+    conf_text: str,
+    tmp_path: Path,
+    inport: int,
+    redis_client: redis.Redis,
+    messages: list[str],
+    *logger_args: str,
+) -> bytes:
+    """Run rsyslogd with ``conf_text``, send ``messages`` to its UDP input with ``logger``
+    and wait until the receiver has them all; return rsyslogd's stderr."""
+    conf = tmp_path / "rsyslog.conf"
+    conf.write_text(conf_text)
+    assert RSYSLOGD is not None
+    proc = await asyncio.create_subprocess_exec(
+        RSYSLOGD, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(1.0)  # rsyslog binds its UDP input
+        for message in messages:
+            await logger("--server", "127.0.0.1", "--port", str(inport), "--udp",
+                         "--rfc5424=notq", *logger_args, message)  # fmt: skip
+        await wait_for(redis_client, len(messages), within=20)
+    finally:
+        proc.terminate()
+        _, stderr = await proc.communicate()
+    return stderr
+
+
 RSYSLOG_CONF = """
 global(workDirectory="{workdir}")
 module(load="imudp")
@@ -261,30 +290,17 @@ async def test_rsyslog_forwarding(
     """logger -> rsyslog (UDP in) -> forwarded over TCP -> receiver."""
     server: SyslogServer = await start_syslog()
     inport = free_port()
-    conf = tmp_path / "rsyslog.conf"
-    conf.write_text(
-        RSYSLOG_CONF.format(
-            workdir=tmp_path,
-            inport=inport,
-            outport=server.tcp_port,
-            template=template,
-            framing=framing,
-        )
+    conf = RSYSLOG_CONF.format(
+        workdir=tmp_path,
+        inport=inport,
+        outport=server.tcp_port,
+        template=template,
+        framing=framing,
     )
-    assert RSYSLOGD is not None
-    proc = await asyncio.create_subprocess_exec(
-        RSYSLOGD, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid"),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        await asyncio.sleep(1.0)  # rsyslog binds its UDP input
-        for i in range(20):
-            await logger("--server", "127.0.0.1", "--port", str(inport), "--udp", "--rfc5424=notq",
-                         "-t", "relayed", "-p", "user.err", f"relayed message {i}")  # fmt: skip
-        await wait_for(redis_client, 20, within=20)
-    finally:
-        proc.terminate()
-        await proc.wait()
+    messages = [f"relayed message {i}" for i in range(20)]
+    await _relay_through_rsyslog(
+        conf, tmp_path, inport, redis_client, messages, "-t", "relayed", "-p", "user.err"
+    )
     stored = read_stream("logs-stream")
     assert sorted(r["message"] for r in stored) == sorted(
         f"relayed message {i}" for i in range(20)
@@ -323,24 +339,13 @@ async def test_rsyslog_forwarding_over_tls(
         **{"syslog.tls_port": 0, "syslog.tls_cert": str(cert), "syslog.tls_key": str(key)}
     )
     inport = free_port()
-    conf = tmp_path / "rsyslog.conf"
-    conf.write_text(
-        RSYSLOG_TLS_CONF.format(workdir=tmp_path, cert=cert, inport=inport, outport=server.tls_port)
+    conf = RSYSLOG_TLS_CONF.format(
+        workdir=tmp_path, cert=cert, inport=inport, outport=server.tls_port
     )
-    assert RSYSLOGD is not None
-    proc = await asyncio.create_subprocess_exec(
-        RSYSLOGD, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid"),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        await asyncio.sleep(1.0)  # rsyslog binds its UDP input
-        for i in range(10):
-            await logger("--server", "127.0.0.1", "--port", str(inport), "--udp", "--rfc5424=notq",
-                         "-t", "secure", "-p", "auth.warning", f"tls message {i}")  # fmt: skip
-        await wait_for(redis_client, 10, within=20)
-    finally:
-        proc.terminate()
-        _, stderr = await proc.communicate()
+    messages = [f"tls message {i}" for i in range(10)]
+    stderr = await _relay_through_rsyslog(
+        conf, tmp_path, inport, redis_client, messages, "-t", "secure", "-p", "auth.warning"
+    )
     stored = read_stream("logs-stream")
     assert sorted(r["message"] for r in stored) == sorted(f"tls message {i}" for i in range(10)), (
         stderr.decode()[-2000:]
