@@ -1,7 +1,10 @@
 """Log worker throughput vs a bare ``_bulk`` loader, same documents, same bulk size, same ES.
 
     REDIS_URL=redis://127.0.0.1:6399/15 ELASTICSEARCH_URL=http://127.0.0.1:9220 \
-        python bench/log_worker/bench_throughput.py [--logs 100000] [--bulk 500] [--runs 3]
+        python bench/log_worker/bench_throughput.py [--logs 100000] [--bulk 500] [--runs 3] \
+        [--in-flight 2] [--pin]
+
+Figures from the last runs: ``bench/log_worker/README.md``.
 
 * bare loader: the documents the worker would write (already transformed and encoded),
   sent with ``_bulk`` in chunks of ``--bulk``, ``--in-flight`` requests at a time (the
@@ -19,6 +22,13 @@ the first request to the last ``_bulk`` answer (loader) or the last ack (worker)
 rate, the CPU time per document of that process, of Elasticsearch (``_nodes/stats``) and of
 Redis (``INFO cpu``) over the same window is printed.
 
+``--pin`` gives Elasticsearch CPUs of its own: every thread of its process is pinned to the
+upper half of this machine's CPUs, Redis and the bench's processes (parent, loader, worker)
+to the lower half (on 2 CPUs: one each), as when Elasticsearch runs on nodes of its own.
+Without it (the default) all of them share every CPU, so each microsecond the worker and
+Redis spend per document is taken from Elasticsearch. The affinities are restored at the
+end.
+
 ``--warmup`` rounds (default 1: a cold Elasticsearch is much slower) are run and not counted;
 then runs alternate (loader, worker, loader, ...) and medians are printed with the ratio,
 and the ratio of each round (steadier when something else loads the machine for a while);
@@ -30,11 +40,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import resource
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -208,6 +220,43 @@ async def worker_run(
     return Run(indexed / (finished - started), indexed, cpu_end - cpu)
 
 
+# --- CPU placement (--pin) ------------------------------------------------------------------
+
+
+def _threads(pid: int) -> list[int]:
+    return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
+def _set_affinity(pid: int, cpus: set[int]) -> None:
+    """Pin every thread of ``pid`` (threads it starts later inherit it)."""
+    for tid in _threads(pid):
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            os.sched_setaffinity(tid, cpus)
+
+
+@contextlib.contextmanager
+def pinned(es: Elasticsearch, r: redis.Redis) -> Iterator[str]:
+    """Elasticsearch on the upper half of the CPUs, Redis and this process (so the spawned
+    loader and worker) on the lower half; everything back on every CPU afterwards."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs at least 2 CPUs")
+    half = len(cpus) // 2
+    own, theirs = set(cpus[:half]), set(cpus[half:])
+    nodes: Any = es.nodes.info(node_id="_local", metric="process").body["nodes"]
+    es_pid = int(next(iter(nodes.values()))["process"]["id"])
+    redis_pid = int(r.info("server")["process_id"])
+    placed = {es_pid: theirs, redis_pid: own, os.getpid(): own}
+    try:
+        for pid, where in placed.items():
+            _set_affinity(pid, where)
+        yield f"elasticsearch on CPUs {sorted(theirs)}, redis and the bench on {sorted(own)}"
+    finally:
+        for pid in placed:
+            with contextlib.suppress(OSError):
+                _set_affinity(pid, set(cpus))
+
+
 # --- the parent: fills, meters, alternates ---------------------------------------------------
 
 
@@ -239,6 +288,9 @@ def main() -> None:
     parser.add_argument(
         "--in-flight", type=int, default=2, help="Requests in flight, worker and loader alike."
     )
+    parser.add_argument(
+        "--pin", action="store_true", help="Give Elasticsearch CPUs of its own (see above)."
+    )
     args = parser.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
     es_url = os.environ.get("ELASTICSEARCH_URL", "http://127.0.0.1:9200")
@@ -246,8 +298,25 @@ def main() -> None:
     es = Elasticsearch(es_url, request_timeout=120)
     meters = Meters(es, r)
 
+    with pinned(es, r) if args.pin else contextlib.nullcontext("all on every CPU") as placement:
+        print(f"CPUs: {placement}")
+        rounds(args, redis_url, es_url, es, r, meters)
+
+
+def rounds(
+    args: argparse.Namespace,
+    redis_url: str,
+    es_url: str,
+    es: Elasticsearch,
+    r: redis.Redis,
+    meters: Meters,
+) -> None:
+    """The warm-up and timed rounds, then the medians and ratios."""
     payloads = [record(i) for i in range(args.logs)]
-    print(f"{args.logs} logs of {statistics.mean(map(len, payloads)):.0f} bytes, bulk {args.bulk}")
+    print(
+        f"{args.logs} logs of {statistics.mean(map(len, payloads)):.0f} bytes, bulk {args.bulk}, "
+        f"{args.in_flight} in flight"
+    )
     loader: list[Run] = []
     worker: list[Run] = []
     for n in range(args.warmup + args.runs):

@@ -46,6 +46,7 @@ __all__ = [
     "StreamWorker",
     "run_lanes",
     "sleep_or_stop",
+    "sort_outcomes",
 ]
 
 log = logging.getLogger("killkrill.workers")
@@ -170,10 +171,12 @@ class StreamWorker(Generic[R]):
         max_deliveries: int = 10,
         parse_error: type[ValidationError] = ValidationError,
         sleep: Callable[[float], object] | None = None,
+        parse_batch: Callable[[Sequence[Entry]], Sequence[R | PermanentError]] | None = None,
     ) -> None:
         self.group = group
         self.sink = sink
         self.parse = parse
+        self.parse_batch = parse_batch or self._parse_each
         self.worker_name = worker_name
         self.backoff = backoff or Backoff()
         self.max_retries = max_retries
@@ -295,23 +298,35 @@ class StreamWorker(Generic[R]):
         return self.parse_error(f"{reasons[0]}{more}; moved to {self.group.dead_letter_stream}")
 
     def _parse_all(self, entries: Sequence[Entry]) -> tuple[list[Item[R]], list[tuple[Entry, str]]]:
-        items: list[Item[R]] = []
         rejected: list[tuple[Entry, str]] = []
-        for entry in entries:
-            if entry.deliveries > self.max_deliveries:
-                rejected.append(
-                    (
-                        entry,
-                        f"delivered {entry.deliveries} times without success "
-                        f"(max_deliveries={self.max_deliveries})",
-                    )
+        limit = self.max_deliveries
+        if any(entry.deliveries > limit for entry in entries):
+            rejected = [
+                (
+                    entry,
+                    f"delivered {entry.deliveries} times without success (max_deliveries={limit})",
                 )
-                continue
-            try:
-                items.append(Item(entry, self.parse(entry)))
-            except PermanentError as exc:
-                rejected.append((entry, str(exc)))
+                for entry in entries
+                if entry.deliveries > limit
+            ]
+            entries = [entry for entry in entries if entry.deliveries <= limit]
+        items: list[Item[R]] = []
+        for entry, parsed in zip(entries, self.parse_batch(entries), strict=True):
+            if isinstance(parsed, PermanentError):
+                rejected.append((entry, str(parsed)))
+            else:
+                items.append(Item(entry, parsed))
         return items, rejected
+
+    def _parse_each(self, entries: Sequence[Entry]) -> list[R | PermanentError]:
+        """``parse`` applied to each entry; a :class:`PermanentError` takes its entry's place."""
+        out: list[R | PermanentError] = []
+        for entry in entries:
+            try:
+                out.append(self.parse(entry))
+            except PermanentError as exc:
+                out.append(exc)
+        return out
 
     async def _dead_letter(
         self, rejected: Sequence[tuple[Entry, str]], result: BatchResult, *, attempts: int
@@ -332,19 +347,7 @@ class StreamWorker(Generic[R]):
                 outcomes: Mapping[str, Outcome] = await self.sink.write(items)
             except RetryableError as exc:
                 outcomes = {item.entry.id: Retry(str(exc)) for item in items}
-            delivered: list[str] = []
-            rejects: list[tuple[Entry, str]] = []
-            retry: list[Item[R]] = []
-            last_reason = ""
-            for item in items:
-                outcome = outcomes.get(item.entry.id, Retry("the sink gave no answer for it"))
-                if isinstance(outcome, Delivered):
-                    delivered.append(item.entry.id)
-                elif isinstance(outcome, Reject):
-                    rejects.append((item.entry, outcome.reason))
-                else:
-                    retry.append(item)
-                    last_reason = outcome.reason
+            delivered, rejects, retry, last_reason = sort_outcomes(items, outcomes)
             await self.group.ack(delivered)
             result.success += len(delivered)
             await self._dead_letter(rejects, result, attempts=attempt)
@@ -358,6 +361,33 @@ class StreamWorker(Generic[R]):
                 result.retries += 1
                 await self._wait(self.backoff.delay(attempt))
             items = retry
+
+
+_NO_ANSWER = Retry("the sink gave no answer for it")
+
+
+def sort_outcomes(
+    items: Sequence[Item[R]], outcomes: Mapping[str, Outcome]
+) -> tuple[list[str], list[tuple[Entry, str]], list[Item[R]], str]:
+    """Split ``items`` by the sink's answer: the IDs to ack, the entries to dead-letter with
+    their reasons, the items to write again, and the last retry reason."""
+    ids = [item.entry.id for item in items]
+    answers = [outcomes.get(entry_id, _NO_ANSWER) for entry_id in ids]
+    if answers.count(DELIVERED) == len(answers):  # the usual case, counted in C
+        return ids, [], [], ""
+    delivered: list[str] = []
+    rejects: list[tuple[Entry, str]] = []
+    retry: list[Item[R]] = []
+    last_reason = ""
+    for item, outcome in zip(items, answers, strict=True):
+        if isinstance(outcome, Delivered):
+            delivered.append(item.entry.id)
+        elif isinstance(outcome, Reject):
+            rejects.append((item.entry, outcome.reason))
+        else:
+            retry.append(item)
+            last_reason = outcome.reason
+    return delivered, rejects, retry, last_reason
 
 
 async def run_lanes(

@@ -7,7 +7,7 @@ recognised by the cheaper :func:`killkrill.schemas.is_canonical_log` and left as
 * ``@timestamp`` - the record's ``timestamp`` in canonical RFC 3339 UTC form
   (``2024-01-06T12:00:00.000000Z``); ``timestamp`` itself is kept, normalised the same way;
 * ``level`` - normalised to trace, debug, info, warn, error or fatal;
-* ``processed_at`` - when this worker handled it (UTC, same form);
+* ``processed_at`` - when this worker handled it (UTC, same form; one value per batch);
 * ``environment`` and ``version`` - from the settings, unless the record has its own;
 * every other field of the record is kept, after the configured drops and renames.
 
@@ -18,7 +18,7 @@ The document goes to ``<index_prefix>-YYYY.MM.DD`` by the record's own UTC date,
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -99,20 +99,6 @@ class LogTransformer:
         """``YYYY-MM-DD`` -> (index, action line up to the entry ID)."""
         self._stamp: tuple[int, str] = (-1, "")
 
-    def record(self, data: bytes | str) -> dict[str, Any]:
-        """Parse and validate one payload into the normalised record (before enrichment).
-
-        Raises :class:`LogParseError` naming the field and the reason.
-        """
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise LogParseError(f"not valid JSON: {exc}") from None
-        if is_canonical_log(obj):  # as the receivers write it: nothing to normalise
-            record: dict[str, Any] = obj
-            return record
-        return _validated(obj)
-
     def enrich(self, record: dict[str, Any], processed_at: str) -> dict[str, Any]:
         """The document body for a validated record (``record`` is modified and returned)."""
         for name in self._drop:
@@ -143,25 +129,52 @@ class LogTransformer:
         return self._stamp[1]
 
     def document(self, entry_id: str, data: bytes | str) -> LogDocument:
-        """Parse, validate, enrich and serialise one entry's payload."""
-        try:  # self.record(data), inlined: this is the per-entry hot path
-            body = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise LogParseError(f"not valid JSON: {exc}") from None
-        if not is_canonical_log(body):
-            body = _validated(body)
-        self.enrich(body, self.processed_at())
-        timestamp: str = body["@timestamp"]
-        day = self._by_day.get(timestamp[:10])
-        if day is None:
-            day = self._day(timestamp)
-        index, action_start = day
-        doc_id = self._id_prefix + entry_id
-        if entry_id.strip(_ID_CHARS):  # not a plain stream ID: escape it properly
-            action = action_line(index, doc_id)
-        else:
-            action = b'%b%b"}}' % (action_start, entry_id.encode())
-        return LogDocument(index, doc_id, orjson.dumps(body), action)
+        """Parse, validate, enrich and serialise one entry's payload.
+
+        Raises :class:`LogParseError` naming the field and the reason.
+        """
+        [doc] = self.documents([(entry_id, data)])
+        if isinstance(doc, LogParseError):
+            raise doc
+        return doc
+
+    def documents(
+        self, entries: Iterable[tuple[str, bytes | str]]
+    ) -> list[LogDocument | LogParseError]:
+        """:meth:`document` for each ``(entry_id, data)``, in order; a payload that cannot be
+        indexed gives its :class:`LogParseError` in its place instead of raising.
+
+        One ``processed_at`` for the whole batch. This is the per-entry hot path of the
+        worker: one loop, names bound once, no call per entry but the parse and the check.
+        """
+        out: list[LogDocument | LogParseError] = []
+        append = out.append
+        loads, dumps = orjson.loads, orjson.dumps
+        by_day, id_prefix = self._by_day, self._id_prefix
+        processed_at = self.processed_at()
+        for entry_id, data in entries:
+            if not data:
+                append(LogParseError("the stream entry has no `data` field", field="data"))
+                continue
+            try:
+                body = loads(data)
+            except orjson.JSONDecodeError as exc:
+                append(LogParseError(f"not valid JSON: {exc}"))
+                continue
+            if not is_canonical_log(body):
+                try:
+                    body = _validated(body)
+                except LogParseError as exc:
+                    append(exc)
+                    continue
+            timestamp = self.enrich(body, processed_at)["@timestamp"]
+            day = by_day.get(timestamp[:10]) or self._day(timestamp)
+            if entry_id.strip(_ID_CHARS):  # not a plain stream ID: escape it properly
+                action = action_line(day[0], id_prefix + entry_id)
+            else:
+                action = b'%b%b"}}' % (day[1], entry_id.encode())
+            append(LogDocument(day[0], id_prefix + entry_id, dumps(body), action))
+        return out
 
     def _day(self, timestamp: str) -> tuple[str, bytes]:
         """The index and the action line's start for the day of ``timestamp`` (cached)."""

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -288,10 +288,10 @@ class LogWorker:
     # --- internals ----------------------------------------------------------------------
 
     def _parse(self, entry: Entry) -> LogDocument:
-        data = entry.data
-        if not data:
-            raise LogParseError("the stream entry has no `data` field", field="data")
-        return self.transformer.document(entry.id, data)
+        return self.transformer.document(entry.id, entry.data)
+
+    def _parse_batch(self, entries: Sequence[Entry]) -> list[LogDocument | LogParseError]:
+        return self.transformer.documents([(entry.id, entry.data) for entry in entries])
 
     def _runtime(self) -> _Runtime:
         loop = asyncio.get_running_loop()
@@ -324,6 +324,7 @@ class LogWorker:
                 max_deliveries=s.consumer.max_deliveries,
                 parse_error=LogParseError,
                 sleep=self._sleep,
+                parse_batch=self._parse_batch,
             )
             rt = _Runtime(redis, group, sink, stream_worker)
             self._runtimes[loop] = rt

@@ -8,9 +8,11 @@ way (normalised, or rejected with ``LogParseError``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import re
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -201,3 +203,103 @@ def test_gc_tuning_freezes_start_up_objects_and_raises_the_young_threshold() -> 
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-01-06T24:00:00.000000Z",  # hour 24
+        "2024-01-06T23:60:00.000000Z",
+        "2024-01-06T23:59:60.000000Z",  # a leap second: fromisoformat refuses it too
+        "2024-00-06T12:00:00.000000Z",
+        "2024-01-00T12:00:00.000000Z",
+        "2024-04-31T12:00:00.000000Z",
+        "0000-01-01T00:00:00.000000Z",  # year 0 does not exist
+        "2024-01-06T12:00:00.000000z",
+        "2024-01-06t12:00:00.000000Z",
+        " 2024-01-06T12:00:00.000000Z",
+    ],
+)
+def test_out_of_range_fields_are_not_canonical(value: str) -> None:
+    assert not is_canonical_timestamp(value)
+
+
+def _reference_is_canonical(value: str) -> bool:
+    """The definition, independent of the fast check: the canonical shape in ASCII digits
+    (a regular expression), and a real instant."""
+    shape = r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z"
+    with contextlib.suppress(ValueError):
+        return re.fullmatch(shape, value) is not None and bool(datetime.fromisoformat(value))
+    return False
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.sampled_from(
+        ["2024-02-29T23:59:59.999999Z", "1999-12-31T00:00:00.000000Z", "2023-04-30T09:05:07.5Z"]
+    ),
+    st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=27),
+            st.sampled_from("0123456789:-.,+TWZz t3٣") | st.characters(),
+            st.sampled_from(["replace", "insert", "delete"]),
+        ),
+        max_size=3,
+    ),
+)
+def test_canonical_timestamp_matches_its_definition(
+    template: str, edits: list[tuple[int, str, str]]
+) -> None:
+    chars = list(template)
+    for position, char, how in edits:
+        at = min(position, len(chars) - 1)
+        if how == "replace":
+            chars[at] = char
+        elif how == "insert":
+            chars.insert(at, char)
+        elif len(chars) > 1:
+            del chars[at]
+    value = "".join(chars)
+    assert is_canonical_timestamp(value) is _reference_is_canonical(value)
+
+
+_BATCH = [
+    ("1-0", orjson.dumps(CANONICAL)),
+    ("2-0", b"not json"),
+    ("3-0", orjson.dumps({**CANONICAL, "level": "WARNING", "extra": {"a": 1}})),
+    ("4-0", b""),
+    ("5-0", orjson.dumps({k: v for k, v in CANONICAL.items() if k != "service"})),
+    ('a"b', orjson.dumps({**CANONICAL, "timestamp": "2024-01-07T00:00:00Z"})),
+    ("7-0", orjson.dumps({**CANONICAL, "environment": "staging", "version": "9"})),
+]
+
+
+def test_a_batch_gives_what_each_entry_gives_on_its_own() -> None:
+    t = transformer()
+    batch = t.documents(_BATCH)
+    assert len(batch) == len(_BATCH)
+    stamps = set()
+    for (entry_id, payload), result in zip(_BATCH, batch, strict=True):
+        if isinstance(result, LogParseError):
+            with pytest.raises(LogParseError) as info:
+                t.document(entry_id, payload)
+            assert (str(result), result.field) == (str(info.value), info.value.field)
+            continue
+        single = t.document(entry_id, payload)
+        assert (result.index, result.id, result.action) == (single.index, single.id, single.action)
+        body, alone = orjson.loads(result.source), orjson.loads(single.source)
+        stamps.add(body.pop("processed_at"))
+        alone.pop("processed_at")
+        assert body == alone
+    assert len(stamps) == 1  # one processed_at for the whole batch
+    assert [type(r).__name__ for r in batch] == [
+        "LogDocument", "LogParseError", "LogDocument", "LogParseError", "LogParseError",
+        "LogDocument", "LogDocument",
+    ]  # fmt: skip
+
+
+def test_an_empty_payload_names_the_data_field() -> None:
+    [result] = transformer().documents([("1-0", b"")])
+    assert isinstance(result, LogParseError)
+    assert result.field == "data"
+    assert "no `data` field" in str(result)
