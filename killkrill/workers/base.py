@@ -157,7 +157,13 @@ class PreparedBatch(Generic[R]):
 
 
 class StreamWorker(Generic[R]):
-    """Runs batches from ``group`` through ``parse`` into ``sink``."""
+    """Runs batches from ``group`` through ``parse`` into ``sink``.
+
+    ``parse`` turns one entry into a record, raising a :class:`PermanentError` for one that
+    can never be written. ``parse_batch``, when given, is used instead: it parses a whole
+    batch in one call (one loop instead of a call per entry, on the hot path) and returns
+    a record or the :class:`PermanentError` for each entry, in order.
+    """
 
     def __init__(
         self,
