@@ -45,6 +45,7 @@ __all__ = [
     "Sink",
     "StreamWorker",
     "run_lanes",
+    "run_together",
     "sleep_or_stop",
     "sort_outcomes",
 ]
@@ -426,6 +427,12 @@ async def run_lanes(
         )
         for n in range(lanes)
     ]
+    await run_together(tasks)
+
+
+async def run_together(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Wait for ``tasks`` to finish. When one raises (or this call is cancelled), the others
+    are cancelled and waited for before the error goes on: none is left running."""
     try:
         await asyncio.gather(*tasks)
     finally:

@@ -52,7 +52,7 @@ from killkrill.errors import ValidationError
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
 from killkrill.streams.names import StreamNames
-from killkrill.workers.base import BatchResult, StreamWorker, run_lanes, sleep_or_stop
+from killkrill.workers.base import BatchResult, StreamWorker, run_lanes, run_together, sleep_or_stop
 from killkrill.workers.metrics.collector import AggregatesCollector
 from killkrill.workers.metrics.instruments import Instruments
 from killkrill.workers.metrics.sample import Sample, parse_entry
@@ -272,11 +272,8 @@ class MetricsWorker:
         if s.retention.interval_seconds > 0:
             tasks.append(asyncio.create_task(self._prune_loop(client, stop)))
         try:
-            await asyncio.gather(*tasks)
+            await run_together(tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             await ops.stop()
             await client.aclose()
             log.info("metrics worker stopped")
