@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +24,8 @@ import pytest
 import redis
 from elasticsearch import Elasticsearch
 from sqlalchemy.orm import Session, sessionmaker
+
+sys.path.insert(0, str(Path(__file__).parent))  # shared helpers, e.g. polling.py
 
 START_HINT = (
     "start them with `make services` (or `killkrill dev services up` and "

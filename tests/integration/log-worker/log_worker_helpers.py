@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 from elasticsearch import Elasticsearch
 
@@ -46,18 +43,6 @@ def pending_count(client: redis.Redis, stream: str = STREAM, group: str = GROUP)
         return int(client.xpending(stream, group)["pending"])
     except redis.ResponseError:
         return 0
-
-
-def wait_for(
-    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
-) -> None:
-    """Poll ``predicate`` until true; fail the test naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def free_port() -> int:

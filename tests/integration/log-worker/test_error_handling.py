@@ -25,8 +25,8 @@ from log_worker_helpers import (
     es_count,
     make_log,
     pending_count,
-    wait_for,
 )
+from polling import wait_for
 
 from killkrill.cli.main import cli
 from log_worker.worker import LogWorker

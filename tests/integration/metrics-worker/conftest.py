@@ -16,6 +16,7 @@ from typing import Any
 import psycopg2
 import pytest
 import redis
+from polling import wait_for
 
 
 def _free_port() -> int:
@@ -127,16 +128,6 @@ def spawn_worker(
             worker.proc.wait(10)
 
 
-def _wait_until(check: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
-    """Poll ``check`` until true; fail the test saying ``what`` did not happen in time."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(step)
-    pytest.fail(f"{what} did not happen within {timeout} s")
-
-
 @pytest.fixture
 def make_sample() -> Callable[..., bytes]:
     """``make_sample(name, value, labels=None, ts=now, **fields)`` -> JSON bytes."""
@@ -145,8 +136,8 @@ def make_sample() -> Callable[..., bytes]:
 
 @pytest.fixture(name="wait_until")
 def wait_until_fixture() -> Callable[..., None]:
-    """``wait_until(check, timeout, what)``: poll until true, else fail naming ``what``."""
-    return _wait_until
+    """``wait_until(check, timeout, what)``: :func:`polling.wait_for`."""
+    return wait_for
 
 
 def _truncate_metrics(url: str) -> None:

@@ -132,7 +132,7 @@ def test_postgres_restart_mid_run_loses_nothing(
         ),
         60,
         "the stream drained after PostgreSQL came back",
-        step=0.2,
+        interval=0.2,
     )
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0, worker.output()

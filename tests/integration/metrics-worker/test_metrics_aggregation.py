@@ -172,7 +172,7 @@ def test_sigkill_during_100k_run_then_restart_gives_exact_totals(
         ),
         120,
         "the stream drained by the restarted worker",
-        step=0.2,
+        interval=0.2,
     )
     second.signal(signal.SIGTERM)
     assert second.wait(30) == 0, second.output()

@@ -156,7 +156,7 @@ def test_real_prometheus_scrapes_the_aggregates(
         found = _query(base, "http_requests_total")
         return len(found) == 2 and bool(_query(base, "cpu_temperature_celsius"))
 
-    wait_until(scraped, 30, "our series in Prometheus", step=0.5)
+    wait_until(scraped, 30, "our series in Prometheus", interval=0.5)
 
     counters = {
         r["metric"]["endpoint"]: (r["metric"], float(r["value"][1]))

@@ -4,8 +4,7 @@ over the real services, on free loopback ports, stopped (drained, exit 0) after 
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -52,18 +51,6 @@ def pipeline(
     yield running
     codes = running.stop()
     assert all(code == 0 for code in codes.values()), f"unclean exits: {codes}"
-
-
-def wait_for(check: Callable[[], Any], *, timeout: float = 60, what: str) -> Any:
-    """Poll ``check()`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def es_count(client: Elasticsearch, query: dict[str, Any]) -> int:

@@ -11,10 +11,11 @@ import httpx
 import pytest
 import redis
 from elasticsearch import Elasticsearch
+from polling import wait_for
 
 from killkrill.dev.pipeline import Pipeline
 
-from .conftest import es_count, wait_for
+from .conftest import es_count
 
 pytestmark = [pytest.mark.requires_db, pytest.mark.slow]
 

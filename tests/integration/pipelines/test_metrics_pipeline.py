@@ -7,12 +7,11 @@ import time
 
 import httpx
 import pytest
+from polling import wait_for
 from sqlalchemy.orm import Session
 
 from killkrill.db import AggregatedMetric
 from killkrill.dev.pipeline import Pipeline
-
-from .conftest import wait_for
 
 pytestmark = [pytest.mark.requires_db, pytest.mark.slow]
 
