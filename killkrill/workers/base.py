@@ -35,6 +35,7 @@ from killkrill.workers.retry import Backoff
 
 __all__ = [
     "DELIVERED",
+    "BatchParser",
     "BatchResult",
     "Delivered",
     "Item",
@@ -44,6 +45,7 @@ __all__ = [
     "Retry",
     "Sink",
     "StreamWorker",
+    "parse_each",
     "run_lanes",
     "run_together",
     "sleep_or_stop",
@@ -157,20 +159,40 @@ class PreparedBatch(Generic[R]):
     """Reasons of the entries the parser rejected (for ``stop_on_error``)."""
 
 
+BatchParser = Callable[[Sequence[Entry]], Sequence[R | PermanentError]]
+"""Parses a batch: each entry's record, or the :class:`PermanentError` that rejects it."""
+
+
+def parse_each(parse: Callable[[Entry], R]) -> BatchParser[R]:
+    """A :data:`BatchParser` calling ``parse`` on each entry; a :class:`PermanentError` it
+    raises takes that entry's place."""
+
+    def parse_batch(entries: Sequence[Entry]) -> list[R | PermanentError]:
+        out: list[R | PermanentError] = []
+        for entry in entries:
+            try:
+                out.append(parse(entry))
+            except PermanentError as exc:
+                out.append(exc)
+        return out
+
+    return parse_batch
+
+
 class StreamWorker(Generic[R]):
     """Runs batches from ``group`` through ``parse`` into ``sink``.
 
-    ``parse`` turns one entry into a record, raising a :class:`PermanentError` for one that
-    can never be written. ``parse_batch``, when given, is used instead: it parses a whole
-    batch in one call (one loop instead of a call per entry, on the hot path) and returns
-    a record or the :class:`PermanentError` for each entry, in order.
+    ``parse`` takes a whole batch of entries and returns, in order, each one's record or the
+    :class:`PermanentError` saying why it can never be written (a batch in one call: one
+    loop instead of a call per entry, on the hot path). :func:`parse_each` makes one from a
+    function that parses one entry.
     """
 
     def __init__(
         self,
         group: ConsumerGroup,
         sink: Sink[R],
-        parse: Callable[[Entry], R],
+        parse: BatchParser[R],
         *,
         worker_name: str,
         backoff: Backoff | None = None,
@@ -178,12 +200,10 @@ class StreamWorker(Generic[R]):
         max_deliveries: int = 10,
         parse_error: type[ValidationError] = ValidationError,
         sleep: Callable[[float], object] | None = None,
-        parse_batch: Callable[[Sequence[Entry]], Sequence[R | PermanentError]] | None = None,
     ) -> None:
         self.group = group
         self.sink = sink
         self.parse = parse
-        self.parse_batch = parse_batch or self._parse_each
         self.worker_name = worker_name
         self.backoff = backoff or Backoff()
         self.max_retries = max_retries
@@ -318,22 +338,12 @@ class StreamWorker(Generic[R]):
             ]
             entries = [entry for entry in entries if entry.deliveries <= limit]
         items: list[Item[R]] = []
-        for entry, parsed in zip(entries, self.parse_batch(entries), strict=True):
+        for entry, parsed in zip(entries, self.parse(entries), strict=True):
             if isinstance(parsed, PermanentError):
                 rejected.append((entry, str(parsed)))
             else:
                 items.append(Item(entry, parsed))
         return items, rejected
-
-    def _parse_each(self, entries: Sequence[Entry]) -> list[R | PermanentError]:
-        """``parse`` applied to each entry; a :class:`PermanentError` takes its entry's place."""
-        out: list[R | PermanentError] = []
-        for entry in entries:
-            try:
-                out.append(self.parse(entry))
-            except PermanentError as exc:
-                out.append(exc)
-        return out
 
     async def _dead_letter(
         self, rejected: Sequence[tuple[Entry, str]], result: BatchResult, *, attempts: int

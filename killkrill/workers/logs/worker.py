@@ -287,9 +287,6 @@ class LogWorker:
 
     # --- internals ----------------------------------------------------------------------
 
-    def _parse(self, entry: Entry) -> LogDocument:
-        return self.transformer.document(entry.id, entry.data)
-
     def _parse_batch(self, entries: Sequence[Entry]) -> list[LogDocument | LogParseError]:
         return self.transformer.documents([(entry.id, entry.data) for entry in entries])
 
@@ -317,14 +314,13 @@ class LogWorker:
             stream_worker = StreamWorker(
                 group,
                 sink,
-                self._parse,
+                self._parse_batch,
                 worker_name=self.worker_name,
                 backoff=self.backoff,
                 max_retries=s.retry.max_retries,
                 max_deliveries=s.consumer.max_deliveries,
                 parse_error=LogParseError,
                 sleep=self._sleep,
-                parse_batch=self._parse_batch,
             )
             rt = _Runtime(redis, group, sink, stream_worker)
             self._runtimes[loop] = rt

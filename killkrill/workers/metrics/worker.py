@@ -52,7 +52,14 @@ from killkrill.errors import ValidationError
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
 from killkrill.streams.names import StreamNames
-from killkrill.workers.base import BatchResult, StreamWorker, run_lanes, run_together, sleep_or_stop
+from killkrill.workers.base import (
+    BatchResult,
+    StreamWorker,
+    parse_each,
+    run_lanes,
+    run_together,
+    sleep_or_stop,
+)
 from killkrill.workers.metrics.collector import AggregatesCollector
 from killkrill.workers.metrics.instruments import Instruments
 from killkrill.workers.metrics.sample import Sample, parse_entry
@@ -141,7 +148,7 @@ class MetricsWorker:
         return StreamWorker(
             group,
             self.sink,
-            parse_entry,
+            parse_each(parse_entry),
             worker_name=f"metrics-worker/{self.consumer}",
             backoff=self.backoff,
             max_retries=self.settings.retry.max_retries,

@@ -22,6 +22,7 @@ from killkrill.workers.base import (
     Reject,
     Retry,
     StreamWorker,
+    parse_each,
     run_lanes,
 )
 from killkrill.workers.retry import Backoff
@@ -78,7 +79,7 @@ def _worker(
     return StreamWorker(
         group,
         sink,
-        parse,
+        parse_each(parse),
         worker_name="test-worker",
         backoff=Backoff(base=0.001, cap=0.01),
         parse_error=LogParseError,
