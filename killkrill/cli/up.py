@@ -8,7 +8,7 @@ from types import FrameType
 
 import click
 
-from killkrill.dev.pipeline import Pipeline, Ports
+from killkrill.dev.pipeline import LocalPipeline, Ports
 from killkrill.errors import KillKrillError
 
 __all__ = ["up"]
@@ -21,7 +21,7 @@ __all__ = ["up"]
 def up(http_port: int, syslog_port: int, auth: bool) -> None:
     """Run the whole pipeline in the foreground until Ctrl-C (uses REDIS_URL,
     ELASTICSEARCH_URL and DATABASE_URL, e.g. from `killkrill dev services env`)."""
-    pipeline = Pipeline({}, Ports(http=http_port, syslog=syslog_port), auth=auth)
+    pipeline = LocalPipeline({}, Ports(http=http_port, syslog=syslog_port), auth=auth)
     pipeline.start()
     click.echo(
         f"pipeline up: POST logs to http://127.0.0.1:{http_port}/api/v1/logs, metrics to "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 
 __all__ = ["create_engine", "normalise_url"]
 
@@ -20,8 +20,19 @@ def normalise_url(url: str) -> str:
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine with pre-ping on (connections survive a database restart) and a small pool."""
+    """An engine with pre-ping on (connections survive a database restart) and a small pool.
+
+    libpq ``options`` given in both the URL (``?options=-csearch_path%3Dmy_schema``) and
+    ``connect_args`` are joined, the URL's first: otherwise ``connect_args`` would silently
+    replace what the URL asks for.
+    """
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 5)
     kwargs.setdefault("max_overflow", 10)
-    return sqlalchemy.create_engine(normalise_url(url), **kwargs)
+    parsed = make_url(normalise_url(url))
+    connect_args = kwargs.get("connect_args")
+    from_url = parsed.query.get("options")
+    if connect_args and "options" in connect_args and from_url:
+        joined = " ".join([*([from_url] if isinstance(from_url, str) else from_url)])
+        kwargs["connect_args"] = {**connect_args, "options": f"{joined} {connect_args['options']}"}
+    return sqlalchemy.create_engine(parsed, **kwargs)

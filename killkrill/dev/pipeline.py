@@ -21,7 +21,7 @@ from typing import IO
 
 from killkrill.errors import KillKrillError
 
-__all__ = ["Component", "Pipeline", "Ports"]
+__all__ = ["Component", "LocalPipeline", "Ports"]
 
 
 @dataclass
@@ -63,8 +63,9 @@ class Ports:
     metrics_worker_ops: int = 9103
 
 
-class Pipeline:
-    """The child processes of a local pipeline."""
+class LocalPipeline:
+    """The child processes of a local pipeline (`killkrill up`; not the `Pipeline` custom
+    resource, which describes one)."""
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from killkrill.db import AggregatedMetric, create_engine
-from killkrill.dev.pipeline import Pipeline, Ports
+from killkrill.dev.pipeline import LocalPipeline, Ports
 from killkrill.dev.process import state_dir
 from killkrill.errors import DevServiceError
 from killkrill.streams import sync_client
@@ -106,15 +106,9 @@ def run_pipeline_smoke(env: Mapping[str, str], *, logs: int = 1000) -> Iterator[
     ports = Ports(*(_free_port() for _ in range(5)))
     log_path = state_dir() / "pipeline-smoke.log"
     log = log_path.open("wb")
-    pipeline = Pipeline(
-        {
-            "REDIS_URL": env["REDIS_URL"],
-            "ELASTICSEARCH_URL": env["ELASTICSEARCH_URL"],
-            "DATABASE_URL": env["TEST_DATABASE_URL"],
-        },
-        ports,
-        log=log,
-    )
+    # Everything given reaches the processes (e.g. KILLKRILL_* settings), the database URL
+    # under the name the metrics worker reads.
+    pipeline = LocalPipeline({**env, "DATABASE_URL": env["TEST_DATABASE_URL"]}, ports, log=log)
     started = time.perf_counter()
     try:
         pipeline.start()

@@ -4,9 +4,17 @@ Service URLs come from ``REDIS_URL``, ``TEST_DATABASE_URL`` and ``ELASTICSEARCH_
 guide's defaults. Start local services with ``make services`` (or
 ``killkrill dev services up && eval "$(killkrill dev services env)"``).
 
-Isolation: every fixture that hands out a service cleans it before *and* after the test
-(Redis: the test database is flushed; Elasticsearch: every ``logs-*``/``metrics-*``/test index
-is deleted; PostgreSQL: every table but Alembic's is truncated), so tests pass in any order.
+Isolation: a run never touches data it did not create, so two runs (or a run and a local
+pipeline) can share one set of services. Each run has an id (``KILLKRILL_TEST_RUN``, or a
+random one) and owns:
+
+* Redis: one database of its own, claimed for the run (see :func:`_claim_redis_db`);
+  ``redis_url`` points at it and ``redis_client`` empties it before and after each test;
+* PostgreSQL: a schema of its own, ``kk_test_<run>`` (``postgres_url`` sets its
+  ``search_path``), migrated once and dropped at the end; tables are truncated per test;
+* Elasticsearch: the index prefix ``logs-test-<run>`` (``es_index_prefix``; patterns
+  ``es_index_pattern``) and any index or template whose name holds the run id; those are
+  deleted before and after each test, nothing else is.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg2
 import pytest
@@ -27,14 +35,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(Path(__file__).parent))  # shared helpers, e.g. polling.py
 
+from run_names import ES_INDEX_PREFIX, PG_SCHEMA, RUN_ID
+
 START_HINT = (
     "start them with `make services` (or `killkrill dev services up` and "
     '`eval "$(killkrill dev services env)"`), or point REDIS_URL / TEST_DATABASE_URL / '
     "ELASTICSEARCH_URL at running instances"
 )
 
-# Indices the tests may create; all of them are removed before and after each test.
-TEST_INDEX_PATTERNS = "logs-*,metrics-*,*-test-*"
+_CLAIM_KEY = "killkrill:test-run:{db}"
+"""In database 0: which run holds database ``db`` (expires unless refreshed)."""
+_OWNED_KEY = "killkrill:test-db:{db}"
+"""In database 0: database ``db`` holds only test data (a crashed run's may be reused)."""
+_CLAIM_SECONDS = 2 * 3600
 
 
 def _require(name: str, url: str, default_port: int) -> str:
@@ -62,17 +75,85 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # --- service URLs -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """Redis URL from environment."""
-    return _require("Redis", os.getenv("REDIS_URL", "redis://localhost:6379/1"), 6379)
+def _with_path(url: str, path: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def _claim_redis_db(url: str) -> tuple[str, int]:
+    """A database of this Redis for this run alone: the one ``url`` names if it is free,
+    else the first free one. Free means empty, or left by a run whose claim expired
+    (marked as test data in database 0). Claimed with SET NX, so two runs never share."""
+    given = int(urlsplit(url).path.lstrip("/") or 0)
+    root = redis.from_url(_with_path(url, "/0"))
+    try:
+        try:
+            count = int(root.config_get("databases").get("databases", 16))
+        except redis.ResponseError:  # CONFIG refused (a managed Redis): the default
+            count = 16
+        for db in [given, *(n for n in range(1, count) if n != given)]:
+            if db == 0:
+                continue  # the default database of every local pipeline
+            candidate = redis.from_url(_with_path(url, f"/{db}"))
+            try:
+                owned = root.exists(_OWNED_KEY.format(db=db))
+                if candidate.dbsize() and not owned:
+                    continue  # somebody's data
+                if not root.set(_CLAIM_KEY.format(db=db), RUN_ID, nx=True, ex=_CLAIM_SECONDS):
+                    continue  # another run holds it
+                root.set(_OWNED_KEY.format(db=db), "1")
+                candidate.flushdb()  # empty, or a crashed run's leftovers
+                return _with_path(url, f"/{db}"), db
+            finally:
+                candidate.close()
+    finally:
+        root.close()
+    pytest.exit(f"no free Redis database at {url} for this test run; {START_HINT}", returncode=3)
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """PostgreSQL URL for the test database."""
-    url = os.getenv("TEST_DATABASE_URL", "postgresql://test:test@localhost/killkrill_test")
-    return _require("PostgreSQL", url, 5432)
+def redis_url() -> Iterator[str]:
+    """Redis URL from environment, on a database claimed for this run (released at the end)."""
+    base = _require("Redis", os.getenv("REDIS_URL", "redis://localhost:6379/1"), 6379)
+    url, db = _claim_redis_db(base)
+    yield url
+    client = redis.from_url(url)
+    client.flushdb()
+    client.close()
+    root = redis.from_url(_with_path(url, "/0"))
+    if root.get(_CLAIM_KEY.format(db=db)) == RUN_ID.encode():
+        root.delete(_CLAIM_KEY.format(db=db), _OWNED_KEY.format(db=db))
+    root.close()
+
+
+def _with_search_path(url: str, schema: str) -> str:
+    """``url`` whose sessions use ``schema`` first (libpq ``options``, percent-encoded)."""
+    parts = urlsplit(url)
+    option = "options=" + quote(f"-csearch_path={schema}", safe="")
+    query = f"{parts.query}&{option}" if parts.query else option
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """PostgreSQL URL for the test database, in a schema of this run's own (dropped at the
+    end): its tables are the only ones the suite creates, truncates or drops."""
+    base = os.getenv("TEST_DATABASE_URL", "postgresql://test:test@localhost/killkrill_test")
+    _require("PostgreSQL", base, 5432)
+    _run_sql(base, f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
+    yield _with_search_path(base, PG_SCHEMA)
+    # A new connection: tests restart the server, which ends every session open before.
+    _run_sql(base, f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+
+
+def _run_sql(url: str, statement: str) -> None:
+    conn = psycopg2.connect(url)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -86,12 +167,20 @@ def elasticsearch_url() -> str:
 
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """Fresh Redis client on an empty test database."""
+    """Fresh Redis client on this run's database, empty before and after the test."""
     client = redis.from_url(redis_url)
     client.flushdb()
+    _refresh_claim(redis_url)
     yield client
     client.flushdb()
     client.close()
+
+
+def _refresh_claim(url: str) -> None:
+    db = int(urlsplit(url).path.lstrip("/"))
+    root = redis.from_url(_with_path(url, "/0"))
+    root.expire(_CLAIM_KEY.format(db=db), _CLAIM_SECONDS)
+    root.close()
 
 
 @pytest.fixture
@@ -118,17 +207,33 @@ def _truncate_tables(conn: Any) -> None:
 
 
 def _delete_test_indices(client: Elasticsearch) -> None:
+    """Delete this run's indices and index templates (names holding the run id), only."""
     found = client.options(ignore_status=404).indices.get(
-        index=TEST_INDEX_PATTERNS, expand_wildcards="open,closed", allow_no_indices=True
+        index=f"*{RUN_ID}*", expand_wildcards="open,closed", allow_no_indices=True
     )
     names = [name for name in found.body if not name.startswith(".")] if found else []
     if names:
         client.indices.delete(index=",".join(names), ignore_unavailable=True)
+    templates = client.options(ignore_status=404).indices.get_index_template(name=f"*{RUN_ID}*")
+    for template in templates.body.get("index_templates", []) if templates else []:
+        client.options(ignore_status=404).indices.delete_index_template(name=template["name"])
+
+
+@pytest.fixture(scope="session")
+def es_index_prefix() -> str:
+    """Index prefix of this run's log documents (``<prefix>-YYYY.MM.DD``)."""
+    return ES_INDEX_PREFIX
+
+
+@pytest.fixture(scope="session")
+def es_index_pattern() -> str:
+    """Every log index of this run (search this, not ``logs-*``, to see only its own)."""
+    return f"{ES_INDEX_PREFIX}-*"
 
 
 @pytest.fixture
 def elasticsearch_client(elasticsearch_url: str) -> Iterator[Elasticsearch]:
-    """Elasticsearch client for the test instance, with no test indices left over."""
+    """Elasticsearch client for the test instance, with none of this run's indices left."""
     client = Elasticsearch([elasticsearch_url], request_timeout=60)
     _delete_test_indices(client)
     yield client
@@ -211,7 +316,7 @@ def log_worker_config(redis_client: redis.Redis, elasticsearch_url: str) -> dict
         "redis_port": redis_client.connection_pool.connection_kwargs["port"],
         "redis_db": redis_client.connection_pool.connection_kwargs["db"],
         "elasticsearch_url": elasticsearch_url,
-        "elasticsearch_index": "logs-test",
+        "elasticsearch_index": ES_INDEX_PREFIX,
         "batch_size": 10,
         "timeout": 5,
     }

@@ -25,6 +25,7 @@ import redis
 sys.path.insert(0, str(Path(__file__).parent))
 
 from log_worker_helpers import REPO, STREAM, WorkerProcess, free_port, make_log
+from run_names import ES_INDEX_PREFIX
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def start_worker(
             sys.executable, "-m", "killkrill", "worker", "logs",
             "--redis-url", redis_url,
             "--elasticsearch-url", elasticsearch_url,
-            "--index-prefix", "logs-test",
+            "--index-prefix", ES_INDEX_PREFIX,
             "--consumer-name", consumer,
             "--ops-port", str(port),
             *flags,

@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 from elasticsearch import Elasticsearch
+from run_names import ES_INDEX_PREFIX
 
 STREAM = "logs-stream"
 DEAD_LETTER = "logs-stream:dead-letter"
@@ -30,7 +31,9 @@ def make_log(i: int, **overrides: Any) -> dict[str, Any]:
     return log
 
 
-def es_count(es: Elasticsearch, index: str = "logs-*", query: dict[str, Any] | None = None) -> int:
+def es_count(
+    es: Elasticsearch, index: str = f"{ES_INDEX_PREFIX}-*", query: dict[str, Any] | None = None
+) -> int:
     """Documents in ``index`` after a refresh (no sleeps)."""
     es.indices.refresh(index=index, allow_no_indices=True, ignore_unavailable=True)
     resp = es.count(index=index, query=query or {"match_all": {}}, allow_no_indices=True)

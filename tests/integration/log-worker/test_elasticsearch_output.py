@@ -6,6 +6,7 @@ import json
 
 import pytest
 from log_worker_helpers import DEAD_LETTER, GROUP, STREAM, es_count, make_log, pending_count
+from run_names import ES_INDEX_PREFIX
 
 from log_worker.worker import LogWorker
 
@@ -29,9 +30,9 @@ def test_logs_persisted_to_elasticsearch(redis_client, elasticsearch_client, log
     log_worker.process_batch(count=1)
 
     # Verify: Log indexed in Elasticsearch
-    elasticsearch_client.indices.refresh(index="logs-*")  # Allow indexing
+    elasticsearch_client.indices.refresh(index=f"{ES_INDEX_PREFIX}-*")  # Allow indexing
     search_result = elasticsearch_client.search(
-        index="logs-*", query={"match": {"service": "auth-service"}}
+        index=f"{ES_INDEX_PREFIX}-*", query={"match": {"service": "auth-service"}}
     )
 
     assert search_result["hits"]["total"]["value"] > 0
@@ -58,8 +59,10 @@ def test_worker_processes_large_batch(redis_client, elasticsearch_client, log_wo
     log_worker.process_batch(count=num_logs)
 
     # Verify: All logs indexed
-    elasticsearch_client.indices.refresh(index="logs-*")
-    search_result = elasticsearch_client.search(index="logs-*", query={"match_all": {}}, size=0)
+    elasticsearch_client.indices.refresh(index=f"{ES_INDEX_PREFIX}-*")
+    search_result = elasticsearch_client.search(
+        index=f"{ES_INDEX_PREFIX}-*", query={"match_all": {}}, size=0
+    )
 
     assert search_result["hits"]["total"]["value"] == num_logs
 
@@ -71,23 +74,23 @@ def test_daily_index_by_the_records_own_utc_date(redis_client, elasticsearch_cli
     for ts in ("2024-01-06T23:30:00-02:00", "2024-01-06T00:10:00+01:00", "2023-12-31T23:59:59Z"):
         redis_client.xadd(STREAM, {"data": json.dumps(make_log(0, timestamp=ts))})
     assert log_worker.process_batch(count=10)["success"] == 3
-    elasticsearch_client.indices.refresh(index="logs-test-*")
+    elasticsearch_client.indices.refresh(index=f"{ES_INDEX_PREFIX}-*")
     counts = {
         row["index"]: int(row["docs.count"])
-        for row in elasticsearch_client.cat.indices(index="logs-test-*", format="json")
+        for row in elasticsearch_client.cat.indices(index=f"{ES_INDEX_PREFIX}-*", format="json")
     }
     assert counts == {
-        "logs-test-2024.01.07": 1,  # 23:30 at -02:00 is 01:30 UTC the next day
-        "logs-test-2024.01.05": 1,  # 00:10 at +01:00 is 23:10 UTC the day before
-        "logs-test-2023.12.31": 1,
+        f"{ES_INDEX_PREFIX}-2024.01.07": 1,  # 23:30 at -02:00 is 01:30 UTC the next day
+        f"{ES_INDEX_PREFIX}-2024.01.05": 1,  # 00:10 at +01:00 is 23:10 UTC the day before
+        f"{ES_INDEX_PREFIX}-2023.12.31": 1,
     }
 
 
 def test_index_template_installed_with_the_mappings(elasticsearch_client, log_worker):
     log_worker.process_batch(count=1)  # installs the template, even with nothing to read
-    tpl = elasticsearch_client.indices.get_index_template(name="killkrill-logs-test")
+    tpl = elasticsearch_client.indices.get_index_template(name=f"killkrill-{ES_INDEX_PREFIX}")
     body = tpl["index_templates"][0]["index_template"]
-    assert body["index_patterns"] == ["logs-test-*"]
+    assert body["index_patterns"] == [f"{ES_INDEX_PREFIX}-*"]
     assert "data_stream" not in body
     props = body["template"]["mappings"]["properties"]
     assert props["@timestamp"]["type"] == "date"
@@ -100,14 +103,14 @@ def test_index_template_installed_with_the_mappings(elasticsearch_client, log_wo
 def test_index_gets_the_template_mapping(redis_client, elasticsearch_client, log_worker):
     redis_client.xadd(STREAM, {"data": json.dumps(make_log(1, service="auth-service"))})
     log_worker.process_batch(count=1)
-    mapping = elasticsearch_client.indices.get_mapping(index="logs-test-2024.01.06")
-    props = mapping["logs-test-2024.01.06"]["mappings"]["properties"]
+    mapping = elasticsearch_client.indices.get_mapping(index=f"{ES_INDEX_PREFIX}-2024.01.06")
+    props = mapping[f"{ES_INDEX_PREFIX}-2024.01.06"]["mappings"]["properties"]
     assert props["service"]["type"] == "keyword"
     assert props["@timestamp"]["type"] == "date"
     # keyword: exact term queries and aggregations work on service and level
-    elasticsearch_client.indices.refresh(index="logs-test-*")
+    elasticsearch_client.indices.refresh(index=f"{ES_INDEX_PREFIX}-*")
     resp = elasticsearch_client.search(
-        index="logs-test-*",
+        index=f"{ES_INDEX_PREFIX}-*",
         size=0,
         aggs={"services": {"terms": {"field": "service"}}},
         query={"term": {"level": "warn"}},
@@ -120,7 +123,9 @@ def test_document_id_comes_from_pipeline_stream_and_entry_id(
 ):
     entry_id = redis_client.xadd(STREAM, {"data": json.dumps(make_log(1))}).decode()
     log_worker.process_batch(count=1)
-    doc = elasticsearch_client.get(index="logs-test-2024.01.06", id=f"default:{STREAM}:{entry_id}")
+    doc = elasticsearch_client.get(
+        index=f"{ES_INDEX_PREFIX}-2024.01.06", id=f"default:{STREAM}:{entry_id}"
+    )
     assert doc["_source"]["seq"] == 1
 
 
@@ -134,7 +139,7 @@ def test_same_entry_indexed_twice_is_one_document(
     [(_, [(entry_id, _fields)])] = redis_client.xreadgroup(GROUP, "crashed", {STREAM: ">"})
     # The crashed consumer had already written its document:
     elasticsearch_client.index(
-        index="logs-test-2024.01.06",
+        index=f"{ES_INDEX_PREFIX}-2024.01.06",
         id=f"default:{STREAM}:{entry_id.decode()}",
         document={"seq": 3, "message": "partial write by the crashed consumer"},
         refresh=True,
@@ -143,7 +148,7 @@ def test_same_entry_indexed_twice_is_one_document(
         assert w.process_batch(count=1)["success"] == 1
     assert es_count(elasticsearch_client) == 1
     doc = elasticsearch_client.get(
-        index="logs-test-2024.01.06", id=f"default:{STREAM}:{entry_id.decode()}"
+        index=f"{ES_INDEX_PREFIX}-2024.01.06", id=f"default:{STREAM}:{entry_id.decode()}"
     )
     assert doc["_source"]["message"] == "Log message 3"  # overwritten by the full document
     assert pending_count(redis_client) == 0

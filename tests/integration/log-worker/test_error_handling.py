@@ -27,6 +27,7 @@ from log_worker_helpers import (
     pending_count,
 )
 from polling import wait_for
+from run_names import ES_INDEX_PREFIX
 
 from killkrill.cli.main import cli
 from log_worker.worker import LogWorker
@@ -157,7 +158,7 @@ def test_per_item_retryable_errors_are_not_acked(
 ):
     """Real per-item failures: an index under a write block answers each item with 429
     (flood-stage block) or 403; those entries stay pending until the block is lifted."""
-    index = "logs-test-2024.01.06"
+    index = f"{ES_INDEX_PREFIX}-2024.01.06"
     elasticsearch_client.indices.create(index=index)
     elasticsearch_client.indices.put_settings(index=index, settings={block: True})
     add_logs(3)
@@ -257,9 +258,9 @@ def _fill(redis_client, n, start=0):
 
 
 def _all_seqs(es):
-    es.indices.refresh(index="logs-test-*")
+    es.indices.refresh(index=f"{ES_INDEX_PREFIX}-*")
     resp = es.search(
-        index="logs-test-*", size=10_000, source=["seq"], query={"match_all": {}},
+        index=f"{ES_INDEX_PREFIX}-*", size=10_000, source=["seq"], query={"match_all": {}},
         track_total_hits=True,
     )  # fmt: skip
     return resp["hits"]["total"]["value"], [h["_source"]["seq"] for h in resp["hits"]["hits"]]

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from log_worker_helpers import DEAD_LETTER, GROUP, STREAM, es_count, make_log, pending_count
+from run_names import ES_INDEX_PREFIX
 
 from log_worker.worker import LogParseError, LogWorker
 
@@ -165,7 +166,7 @@ def test_two_workers_share_the_stream_without_duplicates(
 def test_redis_url_may_be_a_full_url(redis_url, redis_client, elasticsearch_url, add_logs):
     add_logs(1)
     config = {"redis_url": redis_url, "elasticsearch_url": elasticsearch_url,
-              "elasticsearch_index": "logs-test"}  # fmt: skip
+              "elasticsearch_index": ES_INDEX_PREFIX}  # fmt: skip
     with LogWorker(config) as w:
         assert w.process_batch(count=1)["success"] == 1
 
@@ -218,5 +219,5 @@ async def test_long_running_mode_reads_ahead_and_stop_leaves_nothing_pending(
     assert len(batches) > 1  # the batch read ahead was delivered after the stop request
     assert pending_count(redis_client) == 0
     assert redis_client.xlen(STREAM) == 200 - indexed
-    elasticsearch_client.indices.refresh(index="logs-test-*")
-    assert es_count(elasticsearch_client, "logs-test-*") == indexed
+    elasticsearch_client.indices.refresh(index=f"{ES_INDEX_PREFIX}-*")
+    assert es_count(elasticsearch_client, f"{ES_INDEX_PREFIX}-*") == indexed

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from log_worker_helpers import STREAM, make_log
+from run_names import ES_INDEX_PREFIX
 
 from log_worker.worker import LogWorker
 
@@ -29,9 +30,9 @@ def test_log_enrichment_in_pipeline(redis_client, elasticsearch_client, log_work
     log_worker.process_batch(count=1)
 
     # Verify: Enriched fields in Elasticsearch
-    elasticsearch_client.indices.refresh(index="logs-*")
+    elasticsearch_client.indices.refresh(index=f"{ES_INDEX_PREFIX}-*")
     search_result = elasticsearch_client.search(
-        index="logs-*", query={"match": {"message": "Request completed"}}
+        index=f"{ES_INDEX_PREFIX}-*", query={"match": {"message": "Request completed"}}
     )
 
     doc = search_result["hits"]["hits"][0]["_source"]
@@ -46,8 +47,8 @@ def test_log_enrichment_in_pipeline(redis_client, elasticsearch_client, log_work
 def _index_one(redis_client, elasticsearch_client, worker, record):
     redis_client.xadd(STREAM, {"data": json.dumps(record)})
     assert worker.process_batch(count=1)["success"] == 1
-    elasticsearch_client.indices.refresh(index="logs-test-*")
-    [hit] = elasticsearch_client.search(index="logs-test-*")["hits"]["hits"]
+    elasticsearch_client.indices.refresh(index=f"{ES_INDEX_PREFIX}-*")
+    [hit] = elasticsearch_client.search(index=f"{ES_INDEX_PREFIX}-*")["hits"]["hits"]
     return hit["_source"]
 
 

@@ -140,7 +140,7 @@ def _update_counts(url: str) -> tuple[int, int]:
             cur.execute("SELECT pg_stat_clear_snapshot()")
             cur.execute(
                 "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_all_tables "
-                "WHERE relname = 'aggregated_metrics'"
+                "WHERE relname = 'aggregated_metrics' AND schemaname = current_schema()"
             )
             upd, hot = cur.fetchone()
     finally:

@@ -12,8 +12,9 @@ import pytest
 import redis
 from elasticsearch import Elasticsearch
 from polling import wait_for
+from run_names import ES_INDEX_PREFIX
 
-from killkrill.dev.pipeline import Pipeline
+from killkrill.dev.pipeline import LocalPipeline
 
 from .conftest import es_count
 
@@ -35,7 +36,7 @@ def _logs(run: str, start: int, n: int) -> list[dict[str, object]]:
 
 
 def test_log_worker_killed_mid_stream_loses_and_doubles_nothing(
-    pipeline: Pipeline, elasticsearch_client: Elasticsearch, redis_client: redis.Redis
+    pipeline: LocalPipeline, elasticsearch_client: Elasticsearch, redis_client: redis.Redis
 ) -> None:
     run = uuid.uuid4().hex
     base = f"http://127.0.0.1:{pipeline.ports.http}"  # type: ignore[attr-defined]
@@ -56,7 +57,7 @@ def test_log_worker_killed_mid_stream_loses_and_doubles_nothing(
         what="no pending entries",
     )
     distinct = elasticsearch_client.search(
-        index="logs-*",
+        index=f"{ES_INDEX_PREFIX}-*",
         query=query,
         size=0,
         aggs={"seqs": {"cardinality": {"field": "seq", "precision_threshold": 10000}}},
@@ -66,7 +67,7 @@ def test_log_worker_killed_mid_stream_loses_and_doubles_nothing(
 
 
 def test_poison_record_is_dead_lettered_and_the_rest_indexed(
-    pipeline: Pipeline, elasticsearch_client: Elasticsearch, redis_url: str
+    pipeline: LocalPipeline, elasticsearch_client: Elasticsearch, redis_url: str
 ) -> None:
     run = uuid.uuid4().hex
     good = _logs(run, 0, 99)

@@ -11,8 +11,9 @@ import pytest
 import redis
 from elasticsearch import Elasticsearch
 from polling import wait_for
+from run_names import ES_INDEX_PREFIX
 
-from killkrill.dev.pipeline import Pipeline
+from killkrill.dev.pipeline import LocalPipeline
 
 from .conftest import es_count
 
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.requires_db, pytest.mark.slow]
 
 
 def test_http_batches_and_ndjson_are_indexed_once_and_enriched(
-    pipeline: Pipeline, elasticsearch_client: Elasticsearch, redis_client: redis.Redis
+    pipeline: LocalPipeline, elasticsearch_client: Elasticsearch, redis_client: redis.Redis
 ) -> None:
     run = uuid.uuid4().hex
     batch = [
@@ -57,9 +58,9 @@ def test_http_batches_and_ndjson_are_indexed_once_and_enriched(
     query = {"term": {"run": run}}
     wait_for(lambda: es_count(elasticsearch_client, query) == 250, what="250 documents")
     wait_for(lambda: redis_client.xlen("logs-stream") == 0, what="the logs stream to drain")
-    hits = elasticsearch_client.search(index="logs-*", query={"term": {"order_id": 7}}, size=10)[
-        "hits"
-    ]["hits"]
+    hits = elasticsearch_client.search(
+        index=f"{ES_INDEX_PREFIX}-*", query={"term": {"order_id": 7}}, size=10
+    )["hits"]["hits"]
     assert len(hits) == 1
     doc = hits[0]["_source"]
     assert (doc["level"], doc["message"], doc["@timestamp"][:19]) == (
@@ -67,12 +68,12 @@ def test_http_batches_and_ndjson_are_indexed_once_and_enriched(
         "order 7 placed",
         "2024-01-06T12:00:07",
     )
-    assert hits[0]["_index"] == "logs-2024.01.06"
+    assert hits[0]["_index"] == f"{ES_INDEX_PREFIX}-2024.01.06"
     assert {"processed_at", "environment", "version"} <= set(doc)
 
 
 def test_syslog_over_udp_and_tcp_is_indexed_with_its_fields(
-    pipeline: Pipeline, elasticsearch_client: Elasticsearch
+    pipeline: LocalPipeline, elasticsearch_client: Elasticsearch
 ) -> None:
     run = uuid.uuid4().hex
     port = pipeline.ports.syslog  # type: ignore[attr-defined]
@@ -92,17 +93,17 @@ def test_syslog_over_udp_and_tcp_is_indexed_with_its_fields(
         ),
         what="both syslog messages",
     )
-    [nginx] = elasticsearch_client.search(index="logs-*", query={"term": {"service": "nginx"}})[
-        "hits"
-    ]["hits"]
+    [nginx] = elasticsearch_client.search(
+        index=f"{ES_INDEX_PREFIX}-*", query={"term": {"service": "nginx"}}
+    )["hits"]["hits"]
     doc = nginx["_source"]
     assert (doc["level"], doc["hostname"], doc["message"]) == (
         "error",
         "web-1",
         "upstream timed out",
     )
-    [pg] = elasticsearch_client.search(index="logs-*", query={"term": {"service": "postgres"}})[
-        "hits"
-    ]["hits"]
+    [pg] = elasticsearch_client.search(
+        index=f"{ES_INDEX_PREFIX}-*", query={"term": {"service": "postgres"}}
+    )["hits"]["hits"]
     assert pg["_source"]["level"] == "info"
     assert pg["_source"]["message"] == f"checkpoint complete {run}"

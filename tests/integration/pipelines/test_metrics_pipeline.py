@@ -11,12 +11,12 @@ from polling import wait_for
 from sqlalchemy.orm import Session
 
 from killkrill.db import AggregatedMetric
-from killkrill.dev.pipeline import Pipeline
+from killkrill.dev.pipeline import LocalPipeline
 
 pytestmark = [pytest.mark.requires_db, pytest.mark.slow]
 
 
-def test_samples_are_aggregated_and_exposed(pipeline: Pipeline, db_session: Session) -> None:
+def test_samples_are_aggregated_and_exposed(pipeline: LocalPipeline, db_session: Session) -> None:
     now = int(time.time())
     samples = [
         {

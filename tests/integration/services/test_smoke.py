@@ -45,11 +45,13 @@ def test_pipeline_smoke_runs_sample_data_end_to_end(
     redis_client: redis.Redis,
     elasticsearch_client: object,
     database_schema: str,
+    es_index_prefix: str,
 ) -> None:
     env = {
         "REDIS_URL": redis_url,
         "TEST_DATABASE_URL": postgres_url,
         "ELASTICSEARCH_URL": elasticsearch_url,
+        "KILLKRILL_ELASTICSEARCH__INDEX_PREFIX": es_index_prefix,
     }
     lines = list(run_pipeline_smoke(env, logs=50))
     assert lines[0].startswith("pipeline: receivers, log worker and metrics worker up")
