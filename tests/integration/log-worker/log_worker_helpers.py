@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 from elasticsearch import Elasticsearch
+from es_queries import count_docs
 from run_names import ES_INDEX_PREFIX
 
 STREAM = "logs-stream"
@@ -33,11 +34,10 @@ def make_log(i: int, **overrides: Any) -> dict[str, Any]:
 
 def es_count(
     es: Elasticsearch, index: str = f"{ES_INDEX_PREFIX}-*", query: dict[str, Any] | None = None
-) -> int:
-    """Documents in ``index`` after a refresh (no sleeps)."""
-    es.indices.refresh(index=index, allow_no_indices=True, ignore_unavailable=True)
-    resp = es.count(index=index, query=query or {"match_all": {}}, allow_no_indices=True)
-    return int(resp["count"])
+) -> int | None:
+    """Documents in ``index`` after a refresh (no sleeps); ``None`` while a new daily index
+    is not searchable yet (see ``es_queries.count_docs``)."""
+    return count_docs(es, index, query)
 
 
 def pending_count(client: redis.Redis, stream: str = STREAM, group: str = GROUP) -> int:
