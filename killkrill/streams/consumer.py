@@ -121,8 +121,11 @@ class ConsumerGroup:
         """Up to ``count`` entries: first idle pending ones reclaimed from any consumer, then new.
 
         ``block_ms`` waits that long for new entries when none are there (None or 0: do not
-        wait).
+        wait). While entries wait for room in a full dead-letter stream (see
+        :meth:`dead_letter`), raises :class:`~killkrill.errors.DeadLetterFull` instead.
         """
+        if self._dead_letter_blocked and (problem := await self.dead_letter_problem()):
+            raise DeadLetterFull(problem)
         try:
             entries = await self._reclaim(count) if self._reclaim_due() else []
             if len(entries) < count:
@@ -330,13 +333,16 @@ class ConsumerGroup:
 
     async def dead_letter_problem(self) -> str | None:
         """Why this consumer cannot go on, or None: once :meth:`dead_letter` found the
-        dead-letter stream full, until it has room again (for readiness probes)."""
+        dead-letter stream full, until it has room again (readiness probes ask; so does
+        :meth:`read`, which reads nothing meanwhile)."""
         if not self._dead_letter_blocked or self.max_dead_letters is None:
             return None
         try:
             depth = int(await self.client.xlen(self.dead_letter_stream))
         except RedisError as exc:
-            return f"dead-letter stream {self.dead_letter_stream}: Redis unreachable: {exc}"
+            raise ServiceUnavailable(
+                f"Redis unreachable reading {self.dead_letter_stream}: {exc}"
+            ) from exc
         if depth < self.max_dead_letters:
             self._dead_letter_blocked = False
             log.info(

@@ -219,7 +219,14 @@ async def test_a_full_dead_letter_stream_moves_what_fits_and_leaves_the_rest_pen
     assert await group.pending() == 5
     problem = await group.dead_letter_problem()
     assert problem is not None and "5 of 5" in problem
+    _add(redis_client, {"n": "later"})
+    with pytest.raises(DeadLetterFull, match="5 of 5"):  # reads nothing while full
+        await group.read(10)
+    [info] = redis_client.xinfo_groups(STREAM)
+    assert info["lag"] == 1
     assert len(purge_dead_letters(redis_client, group.dead_letter_stream, DeadLetterFilter())) == 5
+    [later] = await group.read(10)  # room again: reading resumes by itself
+    assert later.data == b'{"n": "later"}'
     assert await group.dead_letter_problem() is None
 
 
