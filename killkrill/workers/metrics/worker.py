@@ -52,6 +52,7 @@ from killkrill.errors import ValidationError
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
 from killkrill.streams.dead_letter import lowest_origin_ids
+from killkrill.streams.durability import check_redis_durability
 from killkrill.streams.names import StreamNames
 from killkrill.workers.base import (
     BatchResult,
@@ -260,8 +261,10 @@ class MetricsWorker:
     ) -> None:
         """Aggregate every configured stream until ``stop`` is set, then finish the batches in
         flight (written and acked) and return. Serves the ops port meanwhile and prunes on the
-        retention schedule. ``on_started`` gets the bound ops port."""
+        retention schedule. ``on_started`` gets the bound ops port. Redis's durability
+        settings are checked first."""
         s = self.settings
+        await check_redis_durability(s.redis, component="metrics-worker")
         client = self._new_client()
         ops = OpsServer(
             s.ops.host,
