@@ -25,6 +25,8 @@ starts: letters added meanwhile (by a worker still failing) are left for the nex
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 import sys
@@ -73,16 +75,33 @@ def _options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _filters(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Which dead letters: every condition given must hold."""
-    f = click.option(
-        "--reason-regex", help="Only letters whose reason matches this regular expression."
-    )(f)
-    f = click.option(
-        "--reason", help="Only letters whose reason contains this text (case-insensitive)."
-    )(f)
-    f = click.option("--to", "last", help="Last dead-letter ID (inclusive).")(f)
-    f = click.option("--from", "first", help="First dead-letter ID (inclusive).")(f)
-    return click.option("--id", "ids", multiple=True, help="Only this dead-letter ID (repeat).")(f)
+    """Which dead letters (every condition given must hold), handed to ``f`` as one
+    ``selection`` (a :class:`DeadLetterFilter`)."""
+
+    @functools.wraps(f)
+    def command(
+        *args: Any,
+        ids: tuple[str, ...],
+        first: str | None,
+        last: str | None,
+        reason: str | None,
+        reason_regex: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        return f(*args, selection=_selection(ids, first, last, reason, reason_regex), **kwargs)
+
+    wrapped: Callable[..., Any] = command
+    for option in (
+        click.option("--reason-regex", help="Only letters whose reason matches this regex."),
+        click.option(
+            "--reason", help="Only letters whose reason contains this text (case-insensitive)."
+        ),
+        click.option("--to", "last", help="Last dead-letter ID (inclusive)."),
+        click.option("--from", "first", help="First dead-letter ID (inclusive)."),
+        click.option("--id", "ids", multiple=True, help="Only this dead-letter ID (repeat)."),
+    ):
+        wrapped = option(wrapped)
+    return wrapped
 
 
 def _dead_letter_key(stream: str, pipeline: str, dead_letter_stream: str | None) -> str:
@@ -149,18 +168,15 @@ def list_(
     stream: str,
     pipeline: str,
     dead_letter_stream: str | None,
-    ids: tuple[str, ...],
-    first: str | None,
-    last: str | None,
-    reason: str | None,
-    reason_regex: str | None,
+    selection: DeadLetterFilter,
     start: str | None,
     count: int,
     as_json: bool,
 ) -> None:
     """Show dead letters, oldest first: ID, source, attempts, when, reason, payload."""
     key = _dead_letter_key(stream, pipeline, dead_letter_stream)
-    selection = _selection(ids, first or start, last, reason, reason_regex)
+    if start is not None:
+        selection = dataclasses.replace(selection, first=start)
     client = _client(redis_url)
     shown = 0
     try:
@@ -212,11 +228,7 @@ def replay(
     stream: str,
     pipeline: str,
     dead_letter_stream: str | None,
-    ids: tuple[str, ...],
-    first: str | None,
-    last: str | None,
-    reason: str | None,
-    reason_regex: str | None,
+    selection: DeadLetterFilter,
     replay_all: bool,
     count: int,
     dry_run: bool,
@@ -232,8 +244,7 @@ def replay(
     that had reached its sink is written twice.
     """
     key = _dead_letter_key(stream, pipeline, dead_letter_stream)
-    selection = _selection(ids, first, last, reason, reason_regex)
-    limit = None if replay_all or ids else count
+    limit = None if replay_all or selection.ids else count
     settings = ReceiverSettings.load(
         config_file, {"redis.url": redis_url, "backpressure.max_backlog": max_backlog}
     )
@@ -295,11 +306,7 @@ def purge(
     stream: str,
     pipeline: str,
     dead_letter_stream: str | None,
-    ids: tuple[str, ...],
-    first: str | None,
-    last: str | None,
-    reason: str | None,
-    reason_regex: str | None,
+    selection: DeadLetterFilter,
     purge_all: bool,
     dry_run: bool,
     yes: bool,
@@ -310,7 +317,6 @@ def purge(
     with --yes; without it, lists what it would delete and exits 1.
     """
     key = _dead_letter_key(stream, pipeline, dead_letter_stream)
-    selection = _selection(ids, first, last, reason, reason_regex)
     if not selection.narrowed and not purge_all:
         raise click.UsageError(
             "purge needs a filter (--id, --from/--to, --reason, --reason-regex) or --all"

@@ -12,26 +12,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
-from log_worker_helpers import DEAD_LETTER, REPO, STREAM, es_count, make_log, pending_count
+from killkrill_command import killkrill
+from log_worker_helpers import DEAD_LETTER, STREAM, es_count, make_log, pending_count
 from polling import wait_for
 
 from log_worker.worker import LogWorker
-
-
-def killkrill(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real ``killkrill`` command against ``redis_url``."""
-    return subprocess.run(
-        [sys.executable, "-m", "killkrill", *args, "--redis-url", redis_url],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
 
 
 def _seqs(es) -> list[int]:

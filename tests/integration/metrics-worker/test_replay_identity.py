@@ -8,29 +8,14 @@ and that was dead-lettered later is counted once after its replay, not twice.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from killkrill_command import killkrill
 
 from metrics_worker.worker import MetricsWorker
 
-REPO = Path(__file__).resolve().parents[3]
 STREAM = "metrics-stream"
 DEAD_LETTER = "metrics-stream:dead-letter"
-
-
-def killkrill(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real ``killkrill`` command against ``redis_url``."""
-    return subprocess.run(
-        [sys.executable, "-m", "killkrill", *args, "--redis-url", redis_url],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.mark.slow

@@ -10,25 +10,13 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
+from killkrill_command import REPO, killkrill
 
-REPO = Path(__file__).resolve().parents[3]
 SOURCE = "logs-stream"
 DLQ = "logs-stream:dead-letter"
-
-
-def killkrill(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "killkrill", *args, "--redis-url", redis_url],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
 
 
 def _letters(client: redis.Redis, *reasons: str) -> list[str]:
