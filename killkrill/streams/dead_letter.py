@@ -30,7 +30,6 @@ __all__ = [
     "DeadLetter",
     "DeadLetterFilter",
     "iter_dead_letters",
-    "list_dead_letters",
     "lowest_origin_ids",
     "move_to_dead_letters",
 ]
@@ -169,25 +168,6 @@ def _in_range(entry_id: str, sel: DeadLetterFilter) -> bool:
     if sel.first != "-" and key < _id_key(sel.first, upper=False):
         return False
     return sel.last == "+" or key <= _id_key(sel.last, upper=True)
-
-
-def list_dead_letters(
-    client: redis.Redis,
-    dead_letter_stream: str,
-    *,
-    count: int = 100,
-    start: str = "-",
-    selection: DeadLetterFilter | None = None,
-) -> list[DeadLetter]:
-    """Up to ``count`` dead letters, oldest first, from ``start`` (an entry ID, inclusive)
-    or as ``selection`` takes them."""
-    sel = selection or DeadLetterFilter(first=start)
-    out: list[DeadLetter] = []
-    for letter in iter_dead_letters(client, dead_letter_stream, sel):
-        if len(out) >= count:
-            break
-        out.append(letter)
-    return out
 
 
 # KEYS[1] the stream, KEYS[2] its dead-letter stream. ARGV[1] the bound (-1: none), ARGV[2]

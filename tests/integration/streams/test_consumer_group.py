@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from killkrill.errors import DeadLetterFull, LogParseError, ServiceUnavailable, ValidationError
 from killkrill.streams import async_client
 from killkrill.streams.consumer import ConsumerGroup, Entry
-from killkrill.streams.dead_letter import DeadLetterFilter, list_dead_letters
+from killkrill.streams.dead_letter import DeadLetterFilter, iter_dead_letters
 from killkrill.streams.replay import purge_dead_letters, replay_dead_letters
 from killkrill.workers.base import (
     DELIVERED,
@@ -144,7 +144,7 @@ async def test_dead_letter_keeps_payload_and_reason_and_replay_restores(
     await group.dead_letter([(entry, "not JSON")], attempts=1, worker="w1")
     assert redis_client.xlen(STREAM) == 0
     assert await group.pending() == 0
-    [letter] = list_dead_letters(redis_client, group.dead_letter_stream)
+    [letter] = list(iter_dead_letters(redis_client, group.dead_letter_stream))
     assert (letter.data, letter.reason, letter.source_stream, letter.source_id) == (
         raw,
         "not JSON",
@@ -172,7 +172,7 @@ async def test_identity_is_the_first_entry_through_every_replay(
         [entry] = await group.read(1)
         assert entry.identity == (STREAM, first_id)
         await group.dead_letter([(entry, "still failing")], attempts=1, worker="w")
-        [letter] = list_dead_letters(redis_client, group.dead_letter_stream)
+        [letter] = list(iter_dead_letters(redis_client, group.dead_letter_stream))
         assert (letter.origin_stream, letter.origin_id) == (STREAM, first_id)
         [(_, new)] = replay_dead_letters(redis_client, group.dead_letter_stream).replayed
         assert new not in (first_id, entry.id)
@@ -213,7 +213,7 @@ async def test_a_full_dead_letter_stream_moves_what_fits_and_leaves_the_rest_pen
         await group.dead_letter([(e, "bad") for e in entries], attempts=1, worker="w")
     assert "killkrill dlq" in str(info.value)
     assert refused == [5]
-    letters = list_dead_letters(redis_client, group.dead_letter_stream)
+    letters = list(iter_dead_letters(redis_client, group.dead_letter_stream))
     assert [letter.source_id for letter in letters] == ids[:5]  # the first five, in order
     assert redis_client.xlen(STREAM) == 5  # the rest: still there, pending, not lost
     assert await group.pending() == 5
@@ -237,7 +237,7 @@ async def test_batch_delivers_rejects_and_dead_letters_parse_failures(
     sink = ScriptedSink({3: Reject("mapper_parsing_exception: n is not a date")})
     result = await _worker(aclient, sink).run_batch(10)
     assert (result["success"], result["failed"], result.dead_lettered) == (1, 3, 3)
-    letters = list_dead_letters(redis_client, f"{STREAM}:dead-letter")
+    letters = list(iter_dead_letters(redis_client, f"{STREAM}:dead-letter"))
     reasons = sorted(letter.reason for letter in letters)
     assert any("n: required field is missing" in r for r in reasons)
     assert any("not JSON" in r for r in reasons)
@@ -281,7 +281,7 @@ async def test_exhausted_retries_stay_pending_then_dead_letter_past_max_deliveri
     assert second.pending == 1
     third = await worker.run_batch(10)  # deliveries=3 > max_deliveries
     assert third.dead_lettered == 1
-    [letter] = list_dead_letters(redis_client, f"{STREAM}:dead-letter")
+    [letter] = list(iter_dead_letters(redis_client, f"{STREAM}:dead-letter"))
     assert "delivered 3 times" in letter.reason
     assert redis_client.xlen(STREAM) == 0
 
