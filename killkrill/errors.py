@@ -11,6 +11,7 @@
     ├── RetryableError           the same call may succeed later (carries ``delay`` in seconds)
     │   ├── ServiceUnavailable   a dependency (Redis, PostgreSQL, Elasticsearch) is unreachable
     │   └── Backpressure         the pipeline is full; the caller should wait ``delay`` seconds
+    │       └── DeadLetterFull   a dead-letter stream is at its bound; entries wait, pending
     └── DevServiceError          the local service manager could not install or start a service
 
 Third-party exceptions (redis, elasticsearch, psycopg2) are translated at the module that
@@ -22,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "Backpressure",
     "ConfigError",
+    "DeadLetterFull",
     "DevServiceError",
     "KillKrillError",
     "LogParseError",
@@ -89,6 +91,15 @@ class ServiceUnavailable(RetryableError):
 
 class Backpressure(RetryableError):
     """Raised when a stream's unread backlog is over its limit; retry after ``delay``."""
+
+
+class DeadLetterFull(Backpressure):
+    """Raised when entries cannot be dead-lettered because the dead-letter stream holds its
+    configured bound (``consumer.max_dead_letters``): they stay pending, and the worker
+    stops reading until the dead letters are replayed or purged (``killkrill dlq``)."""
+
+    def __init__(self, message: str, *, delay: float = 5.0) -> None:
+        super().__init__(message, delay=delay)
 
 
 class DevServiceError(KillKrillError):

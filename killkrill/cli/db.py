@@ -78,7 +78,8 @@ def current_cmd(database_url: str | None) -> None:
     "--ledger-older-than",
     default=None,
     help="Also delete exactly-once ledger rows of entries created longer ago than this "
-    "(default: the same age). Keep it above the longest time an entry may stay pending.",
+    "(default: the same age). Keep it above the longest time an entry may stay pending or "
+    "in a dead-letter stream (a replay is recognised by its ledger row).",
 )
 def prune(database_url: str | None, older_than: str, ledger_older_than: str | None) -> None:
     """Delete old metric buckets, series left without buckets, and old ledger rows."""

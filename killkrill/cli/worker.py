@@ -38,6 +38,9 @@ def worker() -> None:
 @click.option("--batch-size", type=int, help="Entries per batch and per _bulk (default 500).")
 @click.option("--claim-idle-ms", type=int, help="Reclaim others' pending entries after (ms).")
 @click.option("--max-deliveries", type=int, help="Dead-letter after this many deliveries.")
+@click.option(
+    "--max-dead-letters", type=int, help="Bound of the dead-letter stream (default 100000)."
+)
 @click.option("--environment", help="`environment` field added to documents.")
 @click.option("--ops-port", type=int, help="Port of /healthz /readyz /metrics (default 9102).")
 @click.option("--log-level", default="info", show_default=True, help="Log level.")
@@ -53,6 +56,7 @@ def logs(
     batch_size: int | None,
     claim_idle_ms: int | None,
     max_deliveries: int | None,
+    max_dead_letters: int | None,
     environment: str | None,
     ops_port: int | None,
     log_level: str,
@@ -79,6 +83,7 @@ def logs(
             "consumer.batch_size": batch_size,
             "consumer.claim_idle_ms": claim_idle_ms,
             "consumer.max_deliveries": max_deliveries,
+            "consumer.max_dead_letters": max_dead_letters,
             "transform.environment": environment,
             "ops.port": ops_port,
         },
@@ -113,6 +118,9 @@ def logs(
 @click.option("--max-series-per-metric", type=int, help="Cardinality cap (default 10000).")
 @click.option("--claim-idle-ms", type=int, help="Reclaim others' pending entries after (ms).")
 @click.option("--max-deliveries", type=int, help="Dead-letter after this many deliveries.")
+@click.option(
+    "--max-dead-letters", type=int, help="Bound of the dead-letter stream (default 100000)."
+)
 @click.option("--retention", help="Delete buckets older than this (e.g. 7d; default 7d).")
 @click.option("--prune-interval", type=float, help="Seconds between pruning rounds (0: off).")
 @click.option("--ops-port", type=int, help="Port of /healthz /readyz /metrics (default 9103).")
@@ -130,6 +138,7 @@ def metrics(
     max_series_per_metric: int | None,
     claim_idle_ms: int | None,
     max_deliveries: int | None,
+    max_dead_letters: int | None,
     retention: str | None,
     prune_interval: float | None,
     ops_port: int | None,
@@ -158,6 +167,7 @@ def metrics(
             "consumer.batch_size": batch_size,
             "consumer.claim_idle_ms": claim_idle_ms,
             "consumer.max_deliveries": max_deliveries,
+            "consumer.max_dead_letters": max_dead_letters,
             "aggregation.bucket_seconds": bucket_seconds,
             "aggregation.max_series_per_metric": max_series_per_metric,
             "retention.max_age_seconds": parse_duration(retention) if retention else None,

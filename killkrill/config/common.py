@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -50,6 +50,15 @@ class RedisSettings(_Group):
     )
     socket_timeout: float = Field(
         default=10.0, gt=0, description="Seconds a single Redis command may take before it fails."
+    )
+    durability_check: Literal["strict", "warn"] = Field(
+        default="strict",
+        description="What a process does at start when Redis may lose acknowledged entries "
+        "(read with CONFIG GET). `strict` (default): a `maxmemory-policy` other than "
+        "`noeviction`, or a CONFIG GET the server refuses, stops the start with the fix. "
+        "`warn`: both are warnings, for a managed Redis that forbids CONFIG (check its "
+        "settings in its console). AOF off (`appendonly no`) is a warning either way. "
+        "Env: KILLKRILL_REDIS__DURABILITY_CHECK.",
     )
 
 

@@ -248,3 +248,23 @@ class ReceiverSettings(ProcessSettings):
     limits: RecordLimitSettings = Field(default_factory=RecordLimitSettings)
     backpressure: BackpressureSettings = Field(default_factory=BackpressureSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    durability: Literal["memory", "fsync"] = Field(
+        default="memory",
+        description="When a receiver answers 2xx (or reads the next syslog frame): `memory` "
+        "(default) once Redis holds the records, which its AOF then persists by its own "
+        "`appendfsync` policy (`everysec`: up to a second of acknowledged records can be "
+        "lost if the Redis host fails); `fsync` only once Redis confirms them fsynced to its "
+        "AOF (WAITAOF 1 0, Redis >= 7.2 with `appendonly yes`, checked at start), at the "
+        "cost of waiting for that fsync on every append. Env: KILLKRILL_DURABILITY.",
+    )
+    fsync_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        description="With `durability: fsync`, seconds to wait for the AOF fsync of an append "
+        "(default 2, above `appendfsync everysec`'s second) before answering 503.",
+    )
+
+    @property
+    def append_fsync_timeout(self) -> float | None:
+        """Seconds an append waits for its AOF fsync, or None with ``durability: memory``."""
+        return self.fsync_timeout if self.durability == "fsync" else None

@@ -91,6 +91,16 @@ class ConsumerSettings(_Group):
         description="Deliveries after which an entry that still fails is dead-lettered "
         "instead of being retried again (default 10).",
     )
+    max_dead_letters: int = Field(
+        default=100_000,
+        ge=1,
+        description="Entries the stream's dead-letter stream may hold (default 100,000; size "
+        "it to Redis memory: a dead letter is its record plus ~200 bytes). It is never "
+        "trimmed: past the bound, entries that should be dead-lettered stay pending, the "
+        "worker stops reading the stream (unready, saying why; counted in "
+        "`*_dead_letter_refused_total`; an error log line) and the pipeline backs up until "
+        "dead letters are replayed or purged with `killkrill dlq`.",
+    )
 
 
 class RetrySettings(_Group):

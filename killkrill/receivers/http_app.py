@@ -425,7 +425,13 @@ def build_http_app(
         if settings.redis.key_prefix
         else (StreamNames.for_pipeline(settings.pipeline))
     )
-    sink = StreamSink(redis_client, names, settings.backpressure, metrics)
+    sink = StreamSink(
+        redis_client,
+        names,
+        settings.backpressure,
+        metrics,
+        fsync_timeout=settings.append_fsync_timeout,
+    )
     receiver = HttpReceiver(settings, sink, Authenticator(settings.auth), metrics)
 
     @asynccontextmanager

@@ -22,6 +22,7 @@ from killkrill.receivers.ops_app import build_ops_app
 from killkrill.receivers.sink import StreamSink
 from killkrill.receivers.syslog_server import SyslogServer
 from killkrill.streams import StreamNames, async_client
+from killkrill.streams.durability import check_redis_durability
 
 __all__ = ["serve", "stream_names"]
 
@@ -58,7 +59,10 @@ def _uvicorn(app: FastAPI, host: str, port: int) -> _Server:
 
 
 async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None:
-    """Run the chosen receivers until SIGTERM/SIGINT, then drain and return."""
+    """Run the chosen receivers until SIGTERM/SIGINT, then drain and return.
+
+    Redis's durability settings are checked first
+    (:func:`~killkrill.streams.durability.check_redis_durability`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -67,6 +71,12 @@ async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None
     syslog_server: SyslogServer | None = None
     client = async_client(settings.redis.url, socket_timeout=settings.redis.socket_timeout)
     try:
+        await check_redis_durability(
+            settings.redis,
+            component="receiver",
+            fsync=settings.durability == "fsync",
+            client=client,
+        )
         if http:
             servers.append(
                 _uvicorn(
@@ -75,7 +85,13 @@ async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None
             )
         if syslog:
             metrics = ReceiverMetrics()
-            sink = StreamSink(client, stream_names(settings), settings.backpressure, metrics)
+            sink = StreamSink(
+                client,
+                stream_names(settings),
+                settings.backpressure,
+                metrics,
+                fsync_timeout=settings.append_fsync_timeout,
+            )
             syslog_server = SyslogServer(settings.syslog, sink, metrics)
             await syslog_server.start()
             if not http:

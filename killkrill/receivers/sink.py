@@ -34,8 +34,12 @@ class StreamSink:
         names: StreamNames,
         backpressure: BackpressureSettings,
         metrics: ReceiverMetrics,
+        *,
+        fsync_timeout: float | None = None,
     ) -> None:
         self.client = client
+        self.fsync_timeout = fsync_timeout
+        """With ``durability: fsync``: seconds an append waits for Redis's AOF fsync."""
         self.names = names
         self.backpressure = backpressure
         self.metrics = metrics
@@ -60,6 +64,7 @@ class StreamSink:
             payloads,
             max_backlog=self.backpressure.max_backlog,
             retry_after=self.backpressure.retry_after,
+            fsync_timeout=self.fsync_timeout,
         )
         self._latency[kind].observe(time.perf_counter() - start)
         return ids

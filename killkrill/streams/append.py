@@ -66,10 +66,15 @@ async def append_records(
     *,
     max_backlog: int | None = None,
     retry_after: float = 1.0,
+    fsync_timeout: float | None = None,
 ) -> list[bytes]:
     """Append each JSON payload as one entry and return the entry IDs, in order.
 
     All entries are durable in Redis (as far as its AOF policy goes) when this returns.
+    With ``fsync_timeout`` (seconds), each chunk is followed by ``WAITAOF 1 0`` on the same
+    connection: this returns only once Redis confirms the entries fsynced to its AOF, and
+    raises :class:`ServiceUnavailable` when it does not within the timeout (the entries may
+    then be in Redis all the same: a resend may duplicate them).
     With ``max_backlog`` set, a non-empty stream whose backlog plus this batch would pass it
     raises :class:`Backpressure` and nothing is written (an empty stream always takes the
     batch, so a batch larger than the limit cannot block forever).
@@ -82,7 +87,11 @@ async def append_records(
         for start in range(0, total, CHUNK):
             limit = max_backlog if (max_backlog is not None and start == 0) else -1
             chunk = payloads[start : start + CHUNK]
-            result = await _run(client, stream, [limit, total, SCHEMA_VERSION, *chunk])
+            args = [limit, total, SCHEMA_VERSION, *chunk]
+            if fsync_timeout is None:
+                result = await _run(client, stream, args)
+            else:
+                result = await _run_fsynced(client, stream, args, fsync_timeout)
             if result and isinstance(result[0], int):
                 backlog = result[1]
                 raise Backpressure(
@@ -101,4 +110,22 @@ async def _run(client: aioredis.Redis, stream: str, args: list[object]) -> list[
         result = await client.evalsha(_SHA, 1, stream, *args)  # type: ignore[arg-type]
     except NoScriptError:
         result = await client.eval(_SCRIPT, 1, stream, *args)  # type: ignore[arg-type]
+    return list(result)
+
+
+async def _run_fsynced(
+    client: aioredis.Redis, stream: str, args: list[object], fsync_seconds: float
+) -> list[bytes | int]:
+    """The script, then WAITAOF, on one connection (WAITAOF waits for the writes of the
+    connection it is sent on: a pipeline keeps both on one)."""
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.eval(_SCRIPT, 1, stream, *args)  # type: ignore[arg-type]
+        pipe.execute_command("WAITAOF", 1, 0, max(1, round(fsync_seconds * 1000)))
+        result, synced = await pipe.execute()
+    if int(synced[0]) < 1:
+        raise ServiceUnavailable(
+            f"Redis did not confirm the AOF fsync of the append to {stream} within "
+            f"{fsync_seconds:g}s (durability: fsync); the records may have been accepted: "
+            "resending may duplicate them"
+        )
     return list(result)

@@ -14,21 +14,25 @@ most of the client's CPU per entry.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from killkrill.errors import ServiceUnavailable
-from killkrill.streams.names import DATA_FIELD, StreamNames
+from killkrill.errors import DeadLetterFull, ServiceUnavailable
+from killkrill.streams.dead_letter import move_to_dead_letters
+from killkrill.streams.names import DATA_FIELD, StreamNames, origin_of
 from killkrill.streams.resp import bulk_strings, execute_packed, pack_command, pack_with
 
 __all__ = ["ConsumerGroup", "Entry", "default_consumer_name"]
+
+log = logging.getLogger("killkrill.streams")
 
 
 def default_consumer_name() -> str:
@@ -62,6 +66,15 @@ class Entry:
         """The ``data`` field (the JSON record), byte for byte; ``b""`` when absent."""
         return self.fields.get(_DATA, b"")
 
+    @property
+    def identity(self) -> tuple[str, str]:
+        """``(stream, entry id)`` where the record first entered the pipeline: for an entry
+        replayed from a dead-letter stream, its first entry's (kept through every replay);
+        for any other entry, its own. Sinks key idempotent writes by it (the Elasticsearch
+        ``_id``, the metrics ledger); acknowledging always uses :attr:`id`. See
+        :func:`~killkrill.streams.names.origin_of`."""
+        return origin_of(self.fields, self.stream, self.id)
+
 
 @dataclass
 class ConsumerGroup:
@@ -79,8 +92,14 @@ class ConsumerGroup:
     """Least time (ms) between two XAUTOCLAIM scans when the last one found nothing idle;
     default half of ``claim_idle_ms``, at most 5 s. A scan that claimed entries, or stopped
     part-way through a long pending list, is continued on the next read."""
+    max_dead_letters: int | None = None
+    """Most entries the dead-letter stream may hold (None: no bound); see
+    :meth:`dead_letter`."""
+    on_dead_letter_refused: Callable[[int], object] | None = field(default=None, repr=False)
+    """Told how many entries :meth:`dead_letter` could not move for lack of room (a metric)."""
     _claim_cursor: str = field(default="0-0", init=False)
     _next_reclaim: float = field(default=0.0, init=False)
+    _dead_letter_blocked: bool = field(default=False, init=False)
 
     @property
     def dead_letter_stream(self) -> str:
@@ -102,8 +121,11 @@ class ConsumerGroup:
         """Up to ``count`` entries: first idle pending ones reclaimed from any consumer, then new.
 
         ``block_ms`` waits that long for new entries when none are there (None or 0: do not
-        wait).
+        wait). While entries wait for room in a full dead-letter stream (see
+        :meth:`dead_letter`), raises :class:`~killkrill.errors.DeadLetterFull` instead.
         """
+        if self._dead_letter_blocked and (problem := await self.dead_letter_problem()):
+            raise DeadLetterFull(problem)
         try:
             entries = await self._reclaim(count) if self._reclaim_due() else []
             if len(entries) < count:
@@ -241,31 +263,95 @@ class ConsumerGroup:
     ) -> None:
         """Move each ``(entry, reason)`` to the dead-letter stream, atomically with its ack.
 
-        The dead-letter entry keeps the original ``data`` byte for byte beside ``reason``,
-        ``source_stream``, ``source_id``, ``attempts``, ``failed_at`` and ``worker``.
+        The dead-letter entry keeps the original fields (``data`` byte for byte) beside
+        ``reason``, ``source_stream``, ``source_id``, ``attempts``, ``failed_at`` and
+        ``worker``.
+
+        With :attr:`max_dead_letters` set, only what fits under it is moved (in order); the
+        rest stay pending on the stream, counted (``on_dead_letter_refused``), logged as an
+        error, and :class:`~killkrill.errors.DeadLetterFull` is raised: the worker then
+        waits (see :meth:`dead_letter_problem`) instead of reading on, and the pipeline
+        backs up until the dead letters are replayed or purged. Nothing is trimmed.
         """
         if not entries:
             return
-        failed_at = f"{time.time():.3f}"
+        failed_at = f"{time.time():.3f}".encode()
+        common = {
+            b"group": self.group.encode(),
+            b"failed_at": failed_at,
+            b"worker": worker.encode(),
+        }
+        letters = [
+            (
+                entry.id,
+                {
+                    **entry.fields,
+                    b"reason": reason.encode(),
+                    b"source_stream": entry.stream.encode(),
+                    b"source_id": entry.id.encode(),
+                    b"attempts": str(max(attempts, entry.deliveries)).encode(),
+                    **common,
+                },
+            )
+            for entry, reason in entries
+        ]
         try:
-            async with self.client.pipeline(transaction=True) as pipe:
-                for entry, reason in entries:
-                    letter: dict[Any, Any] = {
-                        **entry.fields,
-                        b"reason": reason.encode(),
-                        b"source_stream": entry.stream.encode(),
-                        b"source_id": entry.id.encode(),
-                        b"group": self.group.encode(),
-                        b"attempts": str(max(attempts, entry.deliveries)).encode(),
-                        b"failed_at": failed_at.encode(),
-                        b"worker": worker.encode(),
-                    }
-                    pipe.xadd(self.dead_letter_stream, letter)
-                ids = [entry.id for entry, _ in entries]
-                pipe.xack(self.stream, self.group, *ids)
-                pipe.xdel(self.stream, *ids)
-                await pipe.execute()
+            moved = await move_to_dead_letters(
+                self.client,
+                self.stream,
+                self.group,
+                self.dead_letter_stream,
+                letters,
+                bound=self.max_dead_letters,
+            )
         except RedisError as exc:
             raise ServiceUnavailable(
                 f"Redis unreachable dead-lettering on {self.stream}: {exc}"
             ) from exc
+        refused = len(letters) - moved
+        if refused:
+            self._dead_letter_blocked = True
+            if self.on_dead_letter_refused is not None:
+                self.on_dead_letter_refused(refused)
+            message = (
+                f"dead-letter stream {self.dead_letter_stream} is full "
+                f"(consumer.max_dead_letters={self.max_dead_letters}): {refused} entr"
+                f"{'y' if refused == 1 else 'ies'} of {self.stream} could not be dead-lettered "
+                f"and stay pending; reading {self.stream} stops until the dead letters are "
+                f"replayed or purged (killkrill dlq list|replay|purge)"
+            )
+            log.error(
+                message,
+                extra={
+                    "stream": self.stream,
+                    "dead_letter_stream": self.dead_letter_stream,
+                    "refused": refused,
+                    "max_dead_letters": self.max_dead_letters,
+                },
+            )
+            raise DeadLetterFull(message)
+
+    async def dead_letter_problem(self) -> str | None:
+        """Why this consumer cannot go on, or None: once :meth:`dead_letter` found the
+        dead-letter stream full, until it has room again (readiness probes ask; so does
+        :meth:`read`, which reads nothing meanwhile)."""
+        if not self._dead_letter_blocked or self.max_dead_letters is None:
+            return None
+        try:
+            depth = int(await self.client.xlen(self.dead_letter_stream))
+        except RedisError as exc:
+            raise ServiceUnavailable(
+                f"Redis unreachable reading {self.dead_letter_stream}: {exc}"
+            ) from exc
+        if depth < self.max_dead_letters:
+            self._dead_letter_blocked = False
+            log.info(
+                "dead-letter stream has room again; reading resumes",
+                extra={"dead_letter_stream": self.dead_letter_stream, "depth": depth},
+            )
+            return None
+        return (
+            f"dead-letter stream {self.dead_letter_stream} is full ({depth} of "
+            f"{self.max_dead_letters}): entries wait to be dead-lettered and {self.stream} "
+            "is not read; replay or purge dead letters (killkrill dlq)"
+        )

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["DATA_FIELD", "SCHEMA_VERSION", "VERSION_FIELD", "StreamNames"]
+__all__ = [
+    "DATA_FIELD",
+    "ORIGIN_ID_FIELD",
+    "ORIGIN_STREAM_FIELD",
+    "SCHEMA_VERSION",
+    "VERSION_FIELD",
+    "StreamNames",
+    "origin_of",
+]
 
 DATA_FIELD = "data"
 """Entry field holding the record as JSON (the seed's shape)."""
@@ -13,6 +23,35 @@ VERSION_FIELD = "v"
 """Entry field holding the record schema version, so readers can evolve."""
 
 SCHEMA_VERSION = "1"
+
+ORIGIN_STREAM_FIELD = "origin_stream"
+"""Entry field of a replayed entry: the stream its record first entered the pipeline on."""
+
+ORIGIN_ID_FIELD = "origin_id"
+"""Entry field of a replayed entry: the entry ID its record first had (on the origin stream)."""
+
+_ORIGIN_STREAM = ORIGIN_STREAM_FIELD.encode()
+_ORIGIN_ID = ORIGIN_ID_FIELD.encode()
+_STREAM_ID = re.compile(rb"(?:0|[1-9][0-9]*)-(?:0|[1-9][0-9]*)")
+
+
+def origin_of(fields: Mapping[bytes, bytes], stream: str, entry_id: str) -> tuple[str, str]:
+    """The identity of the record an entry holds: ``(stream, entry id)`` of its first entry.
+
+    A dead letter replayed onto its stream is a new entry with a new ID; its fields
+    ``origin_stream``/``origin_id`` name the entry the record first had (kept through any
+    number of replays). Sinks key their idempotent writes by this identity, so a replay
+    overwrites, and never doubles, what an earlier delivery wrote. An entry without those
+    fields (or with malformed ones, which only something else than a replay can write) is
+    its own origin: ``(stream, entry_id)``.
+    """
+    origin_id = fields.get(_ORIGIN_ID)
+    if origin_id is None:
+        return stream, entry_id
+    origin_stream = fields.get(_ORIGIN_STREAM)
+    if not origin_stream or not _STREAM_ID.fullmatch(origin_id):
+        return stream, entry_id
+    return origin_stream.decode(errors="replace"), origin_id.decode()
 
 
 @dataclass(frozen=True)

@@ -70,9 +70,21 @@ class LogWorkerMetrics:
             "Entries delivered to the group and not yet acknowledged.",
             registry=r,
         )
+        self.dead_letters = Gauge(
+            f"{_PREFIX}_dead_letter_entries",
+            "Entries in the dead-letter stream (bounded by consumer.max_dead_letters).",
+            registry=r,
+        )
+        self.dead_letter_refused = Counter(
+            f"{_PREFIX}_dead_letter_refused",
+            "Entries that could not be dead-lettered because the dead-letter stream was at "
+            "its bound (left pending; counted at each attempt). Non-zero: the worker stopped.",
+            registry=r,
+        )
         self.ready = Gauge(
             f"{_PREFIX}_ready",
-            "1 when Redis and Elasticsearch answered the last check.",
+            "1 when Redis and Elasticsearch answered the last check (and the dead-letter "
+            "stream had room for what waits for it).",
             registry=r,
         )
         ProcessCollector(registry=r)

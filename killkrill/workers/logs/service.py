@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable
 
 from killkrill.config.workers import LogWorkerSettings
+from killkrill.streams.durability import check_redis_durability
 from killkrill.workers.base import BatchResult
 from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.logs.worker import LogWorker
@@ -27,7 +28,9 @@ GAUGE_INTERVAL = 5.0
 
 
 async def serve(settings: LogWorkerSettings, *, ops: bool = True) -> int:
-    """Run a log worker until SIGTERM/SIGINT; return the process exit code (0)."""
+    """Run a log worker until SIGTERM/SIGINT; return the process exit code (0). Redis's
+    durability settings are checked first."""
+    await check_redis_durability(settings.redis, component="log-worker")
     worker = LogWorker(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

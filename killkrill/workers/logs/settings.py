@@ -28,6 +28,7 @@ SEED_KEYS: dict[str, str] = {
     "consumer_name": "consumer.name",
     "claim_idle_ms": "consumer.claim_idle_ms",
     "max_deliveries": "consumer.max_deliveries",
+    "max_dead_letters": "consumer.max_dead_letters",
     "max_retries": "retry.max_retries",
     "initial_backoff": "retry.initial_backoff",
     "max_backoff": "retry.max_backoff",

@@ -12,7 +12,9 @@ recognised by the cheaper :func:`killkrill.schemas.is_canonical_log` and left as
 * every other field of the record is kept, after the configured drops and renames.
 
 The document goes to ``<index_prefix>-YYYY.MM.DD`` by the record's own UTC date, with
-``_id`` = ``<pipeline>:<stream>:<entry id>`` so a redelivered entry overwrites its document.
+``_id`` = ``<pipeline>:<stream>:<entry id>`` of the entry's identity (its own, or for an
+entry replayed from a dead-letter stream the first one it had), so a redelivered or
+replayed entry overwrites its document.
 """
 
 from __future__ import annotations
@@ -128,21 +130,29 @@ class LogTransformer:
             self._stamp = (key, format_timestamp(clocked))
         return self._stamp[1]
 
-    def document(self, entry_id: str, data: bytes | str) -> LogDocument:
-        """Parse, validate, enrich and serialise one entry's payload.
+    def document(
+        self, entry_id: str, data: bytes | str, *, stream: str | None = None
+    ) -> LogDocument:
+        """Parse, validate, enrich and serialise one entry's payload; ``stream`` and
+        ``entry_id`` are the entry's identity (default stream: this transformer's).
 
         Raises :class:`LogParseError` naming the field and the reason.
         """
-        [doc] = self.documents([(entry_id, data)])
+        [doc] = self.documents([(stream or self.stream, entry_id, data)])
         if isinstance(doc, LogParseError):
             raise doc
         return doc
 
     def documents(
-        self, entries: Iterable[tuple[str, bytes | str]]
+        self, entries: Iterable[tuple[str, str, bytes | str]]
     ) -> list[LogDocument | LogParseError]:
-        """:meth:`document` for each ``(entry_id, data)``, in order; a payload that cannot be
-        indexed gives its :class:`LogParseError` in its place instead of raising.
+        """:meth:`document` for each ``(stream, entry_id, data)``, in order; a payload that
+        cannot be indexed gives its :class:`LogParseError` in its place instead of raising.
+
+        ``stream`` and ``entry_id`` are the entry's identity
+        (:attr:`~killkrill.streams.consumer.Entry.identity`): its own, or for a replayed
+        entry the first one it had, so a replay overwrites the document an earlier delivery
+        indexed instead of adding a second one.
 
         One ``processed_at`` for the whole batch. This is the per-entry hot path of the
         worker: one loop, names bound once, no call per entry but the parse and the check.
@@ -150,9 +160,9 @@ class LogTransformer:
         out: list[LogDocument | LogParseError] = []
         append = out.append
         loads, dumps = orjson.loads, orjson.dumps
-        by_day, id_prefix = self._by_day, self._id_prefix
+        by_day, id_prefix, own_stream = self._by_day, self._id_prefix, self.stream
         processed_at = self.processed_at()
-        for entry_id, data in entries:
+        for stream, entry_id, data in entries:
             if not data:
                 append(LogParseError("the stream entry has no `data` field", field="data"))
                 continue
@@ -169,11 +179,16 @@ class LogTransformer:
                     continue
             timestamp = self.enrich(body, processed_at)["@timestamp"]
             day = by_day.get(timestamp[:10]) or self._day(timestamp)
-            if entry_id.strip(_ID_CHARS):  # not a plain stream ID: escape it properly
-                action = action_line(day[0], id_prefix + entry_id)
+            if stream != own_stream:  # replayed from another stream: its own _id prefix
+                doc_id = document_id(self.pipeline, stream, entry_id)
+                action = action_line(day[0], doc_id)
+            elif entry_id.strip(_ID_CHARS):  # not a plain stream ID: escape it properly
+                doc_id = id_prefix + entry_id
+                action = action_line(day[0], doc_id)
             else:
+                doc_id = id_prefix + entry_id
                 action = b'%b%b"}}' % (day[1], entry_id.encode())
-            append(LogDocument(day[0], id_prefix + entry_id, dumps(body), action))
+            append(LogDocument(day[0], doc_id, dumps(body), action))
         return out
 
     def _day(self, timestamp: str) -> tuple[str, bytes]:

@@ -213,7 +213,8 @@ class LogWorker:
             self.metrics.observe_batch(result, result.seconds)
 
     async def ready(self) -> tuple[bool, str]:
-        """Whether Redis and Elasticsearch both answer: ``(ok, detail)`` for ``/readyz``."""
+        """Whether Redis and Elasticsearch both answer and the dead-letter stream has room
+        (when an entry waits for it): ``(ok, detail)`` for ``/readyz``."""
         rt = self._runtime()
         try:
             await rt.redis.ping()
@@ -221,15 +222,17 @@ class LogWorker:
         except (RedisError, OSError) as exc:
             redis_detail, redis_ok = f"redis: {exc}", False
         es_ok, es_detail = await rt.sink.ready()
-        ok = redis_ok and es_ok
+        full = await rt.group.dead_letter_problem() if redis_ok else None
+        ok = redis_ok and es_ok and full is None
         self.metrics.ready.set(1 if ok else 0)
-        return ok, f"{redis_detail}; {es_detail}"
+        return ok, f"{redis_detail}; {es_detail}" + (f"; {full}" if full else "")
 
     async def refresh_gauges(self) -> None:
         """Update the stream lag and pending gauges from Redis."""
         rt = self._runtime()
         self.metrics.lag.set(await rt.group.lag())
         self.metrics.pending.set(await rt.group.pending())
+        self.metrics.dead_letters.set(await rt.redis.xlen(rt.group.dead_letter_stream))
 
     async def aclose(self) -> None:
         """Close the clients bound to the running loop."""
@@ -288,7 +291,7 @@ class LogWorker:
     # --- internals ----------------------------------------------------------------------
 
     def _parse_batch(self, entries: Sequence[Entry]) -> list[LogDocument | LogParseError]:
-        return self.transformer.documents([(entry.id, entry.data) for entry in entries])
+        return self.transformer.documents([(*entry.identity, entry.data) for entry in entries])
 
     def _runtime(self) -> _Runtime:
         loop = asyncio.get_running_loop()
@@ -303,6 +306,8 @@ class LogWorker:
                 self.names.consumer,
                 claim_idle_ms=s.consumer.claim_idle_ms,
                 dead_letter_key=self.names.dead_letter_stream,
+                max_dead_letters=s.consumer.max_dead_letters,
+                on_dead_letter_refused=self.metrics.dead_letter_refused.inc,
             )
             sink = ElasticsearchSink(
                 elasticsearch_client(

@@ -47,6 +47,13 @@ class Instruments:
             ["stream"],
             registry=r,
         )
+        self.dead_letter_refused = Counter(
+            f"{_P}_dead_letter_refused",
+            "Entries that could not be dead-lettered because the dead-letter stream was at "
+            "its bound (left pending; counted at each attempt). Non-zero: the stream stopped.",
+            ["stream"],
+            registry=r,
+        )
         self.series_refused = Counter(
             f"{_P}_series_refused",
             "Samples refused by the per-metric cardinality cap.",

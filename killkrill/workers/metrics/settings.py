@@ -16,6 +16,7 @@ The seed builds workers from a flat dict (``redis_url`` as a host with ``redis_p
 ``group``/``consumer``     ``consumer.group`` / ``consumer.name``
 ``claim_idle_ms``          ``consumer.claim_idle_ms``
 ``max_deliveries``         ``consumer.max_deliveries``
+``max_dead_letters``       ``consumer.max_dead_letters``
 ``max_retries``            ``retry.max_retries``
 ``max_series_per_metric``  ``aggregation.max_series_per_metric`` (cardinality cap)
 ``retention_seconds``      ``retention.max_age_seconds``
@@ -48,6 +49,7 @@ SEED_KEYS: dict[str, tuple[str, ...]] = {
     "consumer": ("consumer.name",),
     "claim_idle_ms": ("consumer.claim_idle_ms",),
     "max_deliveries": ("consumer.max_deliveries",),
+    "max_dead_letters": ("consumer.max_dead_letters",),
     "max_retries": ("retry.max_retries",),
     "max_series_per_metric": ("aggregation.max_series_per_metric",),
     "retention_seconds": ("retention.max_age_seconds",),

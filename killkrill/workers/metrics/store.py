@@ -411,20 +411,34 @@ class MetricsSink:
     Runs :meth:`MetricStore.apply` in a thread (so several streams' batches overlap) and
     answers per entry: applied now or before -> Delivered; refused by the cardinality
     cap -> Reject (dead-lettered with the reason).
+
+    The ledger key of an entry is its :attr:`~killkrill.streams.consumer.Entry.identity`
+    (for an entry replayed from a dead-letter stream, the entry it replays), so a replay of
+    something already applied is a duplicate; the answer is keyed by the real entry ID,
+    which is what gets acknowledged.
     """
 
     def __init__(self, store: MetricStore) -> None:
         self.store = store
 
     async def write(self, items: Sequence[Item[Sample]]) -> Mapping[str, Outcome]:
-        triples = [(item.entry.stream, item.entry.id, item.record) for item in items]
+        identities = [item.entry.identity for item in items]
+        triples = [
+            (stream, eid, item.record)
+            for (stream, eid), item in zip(identities, items, strict=True)
+        ]
         result = await asyncio.to_thread(self.store.apply, triples)
         instruments = self.store.instruments
         if items:
             stream = items[0].entry.stream
             instruments.applied.labels(stream).inc(len(result.applied))
             instruments.duplicates.labels(stream).inc(len(result.duplicates))
-        outcomes: dict[str, Outcome] = dict.fromkeys(result.applied, DELIVERED)
-        outcomes.update(dict.fromkeys(result.duplicates, DELIVERED))
-        outcomes.update({eid: Reject(reason) for eid, reason in result.refused.items()})
+        by_identity: dict[str, Outcome] = dict.fromkeys(result.applied, DELIVERED)
+        by_identity.update(dict.fromkeys(result.duplicates, DELIVERED))
+        by_identity.update({eid: Reject(reason) for eid, reason in result.refused.items()})
+        outcomes: dict[str, Outcome] = {}
+        for (_, identity_id), item in zip(identities, items, strict=True):
+            outcome = by_identity.get(identity_id)
+            if outcome is not None:
+                outcomes[item.entry.id] = outcome
         return outcomes

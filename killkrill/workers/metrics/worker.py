@@ -51,6 +51,8 @@ from killkrill.db.retention import PruneResult, prune_aggregates, prune_ledger
 from killkrill.errors import ValidationError
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
+from killkrill.streams.dead_letter import lowest_origin_ids
+from killkrill.streams.durability import check_redis_durability
 from killkrill.streams.names import StreamNames
 from killkrill.workers.base import (
     BatchResult,
@@ -125,6 +127,8 @@ class MetricsWorker:
         self._sync_client: aioredis.Redis | None = None
         self._lock = threading.Lock()
         self._stopping = False
+        self._groups: dict[str, ConsumerGroup] = {}
+        """The latest consumer group of each stream (readiness asks them about dead letters)."""
 
     # --- names -----------------------------------------------------------------------------
 
@@ -143,8 +147,15 @@ class MetricsWorker:
         """The shared read -> parse -> write -> ack loop for ``stream_key`` over ``client``."""
         c = self.settings.consumer
         group = ConsumerGroup(
-            client, stream_key, self.group, self.consumer, claim_idle_ms=c.claim_idle_ms
+            client,
+            stream_key,
+            self.group,
+            self.consumer,
+            claim_idle_ms=c.claim_idle_ms,
+            max_dead_letters=c.max_dead_letters,
+            on_dead_letter_refused=self.instruments.dead_letter_refused.labels(stream_key).inc,
         )
+        self._groups[stream_key] = group
         return StreamWorker(
             group,
             self.sink,
@@ -250,8 +261,10 @@ class MetricsWorker:
     ) -> None:
         """Aggregate every configured stream until ``stop`` is set, then finish the batches in
         flight (written and acked) and return. Serves the ops port meanwhile and prunes on the
-        retention schedule. ``on_started`` gets the bound ops port."""
+        retention schedule. ``on_started`` gets the bound ops port. Redis's durability
+        settings are checked first."""
         s = self.settings
+        await check_redis_durability(s.redis, component="metrics-worker")
         client = self._new_client()
         ops = OpsServer(
             s.ops.host,
@@ -339,7 +352,8 @@ class MetricsWorker:
             await sleep_or_stop(stop, interval)
 
     async def ready(self, client: aioredis.Redis) -> tuple[bool, str]:
-        """``/readyz``: Redis answers PING and PostgreSQL answers ``SELECT 1``."""
+        """``/readyz``: Redis answers PING, PostgreSQL answers ``SELECT 1``, and no stream
+        waits for room in its full dead-letter stream."""
         problems: list[str] = []
         try:
             await client.ping()
@@ -347,6 +361,11 @@ class MetricsWorker:
             problems.append(f"redis: {exc}")
         if not await asyncio.to_thread(self._database_ok):
             problems.append("postgresql: unreachable")
+        if not problems:
+            for group in list(self._groups.values()):
+                full = await group.dead_letter_problem()
+                if full:
+                    problems.append(full)
         return (not problems, "; ".join(problems) or "ready")
 
     # --- retention -----------------------------------------------------------------------------
@@ -354,13 +373,15 @@ class MetricsWorker:
     async def prune_async(self, client: aioredis.Redis) -> PruneResult:
         """Delete buckets past ``retention.max_age_seconds``, orphaned series, and ledger rows
         of entries that can no longer be delivered (below each group's first pending or
-        next undelivered entry)."""
+        next undelivered entry, and below the first identity a dead letter may replay)."""
         bounds: dict[str, tuple[int, int]] = {}
         for name in self.settings.streams:
             key = self.stream_key(name)
             bound = await _ledger_bound(client, key, self.group)
             if bound is not None:
-                bounds[key] = bound
+                # A replayed dead letter comes back with its first identity: keep its row.
+                held = (await lowest_origin_ids(client, StreamNames.dead_letter(key))).get(key)
+                bounds[key] = bound if held is None else min(bound, held)
         result = await asyncio.to_thread(self._prune_sync, bounds)
         for table, n in (
             ("aggregated_metrics", result.buckets),

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from killkrill.errors import ValidationError
-from killkrill.streams.dead_letter import list_dead_letters
+from killkrill.streams.dead_letter import iter_dead_letters
 from killkrill.workers.metrics import MetricsWorker
 
 DLQ = "metrics-stream:dead-letter"
@@ -36,7 +36,7 @@ def test_bad_samples_are_dead_lettered_with_reasons_others_aggregated(
     assert (result.success, result.dead_lettered, result.failed) == (6, 7, 7)
     assert totals() == {"api_latency_seconds": (3, pytest.approx(0.6)), "user_logins": (3, 3.0)}
     assert redis_client.xlen("metrics-stream") == 0
-    letters = {letter.source_id: letter for letter in list_dead_letters(redis_client, DLQ)}
+    letters = {letter.source_id: letter for letter in iter_dead_letters(redis_client, DLQ)}
     assert len(letters) == 7
     for eid, (payload, reason) in zip(ids[3:7], bad.items(), strict=True):
         assert reason in letters[eid].reason

@@ -10,10 +10,11 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from killkrill.errors import LogParseError, ServiceUnavailable, ValidationError
+from killkrill.errors import DeadLetterFull, LogParseError, ServiceUnavailable, ValidationError
 from killkrill.streams import async_client
 from killkrill.streams.consumer import ConsumerGroup, Entry
-from killkrill.streams.dead_letter import list_dead_letters, replay_dead_letters
+from killkrill.streams.dead_letter import DeadLetterFilter, iter_dead_letters
+from killkrill.streams.replay import purge_dead_letters, replay_dead_letters
 from killkrill.workers.base import (
     DELIVERED,
     BatchResult,
@@ -143,7 +144,7 @@ async def test_dead_letter_keeps_payload_and_reason_and_replay_restores(
     await group.dead_letter([(entry, "not JSON")], attempts=1, worker="w1")
     assert redis_client.xlen(STREAM) == 0
     assert await group.pending() == 0
-    [letter] = list_dead_letters(redis_client, group.dead_letter_stream)
+    [letter] = list(iter_dead_letters(redis_client, group.dead_letter_stream))
     assert (letter.data, letter.reason, letter.source_stream, letter.source_id) == (
         raw,
         "not JSON",
@@ -152,11 +153,81 @@ async def test_dead_letter_keeps_payload_and_reason_and_replay_restores(
     )
     assert (letter.attempts, letter.worker) == (1, "w1")
     assert letter.failed_at > 0
-    replayed = replay_dead_letters(redis_client, group.dead_letter_stream)
-    assert [old for old, _ in replayed] == [letter.id]
+    report = replay_dead_letters(redis_client, group.dead_letter_stream)
+    assert [old for old, _ in report.replayed] == [letter.id]
     assert redis_client.xlen(group.dead_letter_stream) == 0
     [(_, fields)] = redis_client.xrange(STREAM)
     assert fields[b"data"] == raw
+
+
+async def test_identity_is_the_first_entry_through_every_replay(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    """Dead-lettered, replayed, dead-lettered and replayed again: the entry on the stream
+    has a new ID each time, its identity stays the first entry's."""
+    group = ConsumerGroup(aclient, STREAM, "g", "c1")
+    await group.ensure()
+    [first_id] = _add(redis_client, {"n": 1})
+    for _round in range(2):
+        [entry] = await group.read(1)
+        assert entry.identity == (STREAM, first_id)
+        await group.dead_letter([(entry, "still failing")], attempts=1, worker="w")
+        [letter] = list(iter_dead_letters(redis_client, group.dead_letter_stream))
+        assert (letter.origin_stream, letter.origin_id) == (STREAM, first_id)
+        [(_, new)] = replay_dead_letters(redis_client, group.dead_letter_stream).replayed
+        assert new not in (first_id, entry.id)
+    [entry] = await group.read(1)
+    assert entry.id != first_id
+    assert entry.identity == (STREAM, first_id)
+    await group.ack([entry.id])  # acknowledging uses the real ID
+    assert redis_client.xlen(STREAM) == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "identity"),
+    [
+        ({b"data": b"{}"}, "own"),
+        ({b"data": b"{}", b"origin_stream": b"s", b"origin_id": b"5-1"}, ("s", "5-1")),
+        ({b"data": b"{}", b"origin_stream": b"s", b"origin_id": b"nope"}, "own"),
+        ({b"data": b"{}", b"origin_id": b"5-1"}, "own"),
+        ({b"data": b"{}", b"origin_stream": b"", b"origin_id": b"5-1"}, "own"),
+    ],
+)
+def test_entry_identity_of_fields(fields: dict[bytes, bytes], identity: object) -> None:
+    entry = Entry(STREAM, "9-0", fields)
+    assert entry.identity == ((STREAM, "9-0") if identity == "own" else identity)
+
+
+async def test_a_full_dead_letter_stream_moves_what_fits_and_leaves_the_rest_pending(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    refused: list[int] = []
+    group = ConsumerGroup(
+        aclient, STREAM, "g", "c1", max_dead_letters=5, on_dead_letter_refused=refused.append
+    )
+    await group.ensure()
+    ids = _add(redis_client, *(f"{{bad {i}".encode() for i in range(10)))
+    entries = await group.read(10)
+    assert await group.dead_letter_problem() is None
+    with pytest.raises(DeadLetterFull, match="is full") as info:
+        await group.dead_letter([(e, "bad") for e in entries], attempts=1, worker="w")
+    assert "killkrill dlq" in str(info.value)
+    assert refused == [5]
+    letters = list(iter_dead_letters(redis_client, group.dead_letter_stream))
+    assert [letter.source_id for letter in letters] == ids[:5]  # the first five, in order
+    assert redis_client.xlen(STREAM) == 5  # the rest: still there, pending, not lost
+    assert await group.pending() == 5
+    problem = await group.dead_letter_problem()
+    assert problem is not None and "5 of 5" in problem
+    _add(redis_client, {"n": "later"})
+    with pytest.raises(DeadLetterFull, match="5 of 5"):  # reads nothing while full
+        await group.read(10)
+    [info] = redis_client.xinfo_groups(STREAM)
+    assert info["lag"] == 1
+    assert len(purge_dead_letters(redis_client, group.dead_letter_stream, DeadLetterFilter())) == 5
+    [later] = await group.read(10)  # room again: reading resumes by itself
+    assert later.data == b'{"n": "later"}'
+    assert await group.dead_letter_problem() is None
 
 
 async def test_batch_delivers_rejects_and_dead_letters_parse_failures(
@@ -166,7 +237,7 @@ async def test_batch_delivers_rejects_and_dead_letters_parse_failures(
     sink = ScriptedSink({3: Reject("mapper_parsing_exception: n is not a date")})
     result = await _worker(aclient, sink).run_batch(10)
     assert (result["success"], result["failed"], result.dead_lettered) == (1, 3, 3)
-    letters = list_dead_letters(redis_client, f"{STREAM}:dead-letter")
+    letters = list(iter_dead_letters(redis_client, f"{STREAM}:dead-letter"))
     reasons = sorted(letter.reason for letter in letters)
     assert any("n: required field is missing" in r for r in reasons)
     assert any("not JSON" in r for r in reasons)
@@ -210,7 +281,7 @@ async def test_exhausted_retries_stay_pending_then_dead_letter_past_max_deliveri
     assert second.pending == 1
     third = await worker.run_batch(10)  # deliveries=3 > max_deliveries
     assert third.dead_lettered == 1
-    [letter] = list_dead_letters(redis_client, f"{STREAM}:dead-letter")
+    [letter] = list(iter_dead_letters(redis_client, f"{STREAM}:dead-letter"))
     assert "delivered 3 times" in letter.reason
     assert redis_client.xlen(STREAM) == 0
 

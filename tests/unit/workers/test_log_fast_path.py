@@ -276,7 +276,7 @@ _BATCH = [
 
 def test_a_batch_gives_what_each_entry_gives_on_its_own() -> None:
     t = transformer()
-    batch = t.documents(_BATCH)
+    batch = t.documents([("logs-stream", entry_id, payload) for entry_id, payload in _BATCH])
     assert len(batch) == len(_BATCH)
     stamps = set()
     for (entry_id, payload), result in zip(_BATCH, batch, strict=True):
@@ -299,7 +299,7 @@ def test_a_batch_gives_what_each_entry_gives_on_its_own() -> None:
 
 
 def test_an_empty_payload_names_the_data_field() -> None:
-    [result] = transformer().documents([("1-0", b"")])
+    [result] = transformer().documents([("logs-stream", "1-0", b"")])
     assert isinstance(result, LogParseError)
     assert result.field == "data"
     assert "no `data` field" in str(result)

@@ -145,3 +145,19 @@ def test_action_line_escapes_unusual_ids_and_names() -> None:
     }
     doc = t.document("5-7", record())
     assert orjson.loads(doc.action)["index"]["_id"] == 'p:we"ird:5-7'
+
+
+@pytest.mark.parametrize(
+    ("identity", "expected_id"),
+    [
+        (("logs-stream", "5-7"), "default:logs-stream:5-7"),  # its own (the usual case)
+        (("logs-stream", "1-0"), "default:logs-stream:1-0"),  # a replay of entry 1-0
+        (("other-stream", "1-0"), "default:other-stream:1-0"),  # first seen on another stream
+    ],
+)
+def test_the_id_comes_from_the_entry_identity(identity: tuple[str, str], expected_id: str) -> None:
+    """A replayed entry is indexed under the ``_id`` of the entry it replays."""
+    [doc] = transformer().documents([(*identity, record())])
+    assert not isinstance(doc, Exception)
+    assert doc.id == expected_id
+    assert orjson.loads(doc.action)["index"]["_id"] == expected_id
