@@ -17,13 +17,16 @@ import pytest
 from killkrill_command import killkrill
 from log_worker_helpers import DEAD_LETTER, STREAM, es_count, make_log, pending_count
 from polling import wait_for
+from run_names import ES_INDEX_PREFIX
 
 from log_worker.worker import LogWorker
 
 
 def _seqs(es) -> list[int]:
-    es.indices.refresh(index="logs-test-*")
-    hits = es.search(index="logs-test-*", size=100, query={"match_all": {}})["hits"]["hits"]
+    es.indices.refresh(index=f"{ES_INDEX_PREFIX}-*")
+    hits = es.search(index=f"{ES_INDEX_PREFIX}-*", size=100, query={"match_all": {}})["hits"][
+        "hits"
+    ]
     return sorted(hit["_source"]["seq"] for hit in hits)
 
 
@@ -67,7 +70,9 @@ def test_an_entry_indexed_and_dead_lettered_is_one_document_after_replay(
         assert worker.process_batch(count=5)["success"] == 1
     assert es_count(elasticsearch_client) == 1
     assert _seqs(elasticsearch_client) == [7]
-    doc = elasticsearch_client.get(index="logs-test-2024.01.06", id=f"default:{STREAM}:{first_id}")
+    doc = elasticsearch_client.get(
+        index=f"{ES_INDEX_PREFIX}-2024.01.06", id=f"default:{STREAM}:{first_id}"
+    )
     assert doc["_source"]["seq"] == 7
     assert (redis_client.xlen(STREAM), pending_count(redis_client)) == (0, 0)
 
@@ -78,7 +83,7 @@ def test_a_dead_lettered_entry_replayed_twice_is_indexed_once_under_its_first_id
     """Never indexed (its index write-blocked: 403 per item), dead-lettered past
     ``max_deliveries``, replayed, blocked and dead-lettered again, replayed again once the
     block is lifted: one document, ``_id`` from the first entry."""
-    index = "logs-test-2024.01.06"
+    index = f"{ES_INDEX_PREFIX}-2024.01.06"
     elasticsearch_client.indices.create(index=index)
     elasticsearch_client.indices.put_settings(index=index, settings={"index.blocks.write": True})
     first_id = redis_client.xadd(STREAM, {"data": json.dumps(make_log(3))}).decode()

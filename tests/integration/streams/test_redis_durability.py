@@ -27,6 +27,7 @@ import orjson
 import pytest
 import redis
 from polling import wait_for
+from run_names import ES_INDEX_PREFIX
 
 REPO = Path(__file__).resolve().parents[3]
 LOG = {"timestamp": "2024-01-06T12:00:00Z", "service": "api", "level": "info", "message": "m"}
@@ -125,7 +126,7 @@ def run(
         args = {
             "receiver": ["receiver", "http", "--no-auth", "--host", "127.0.0.1", "--port"],
             "logs": ["worker", "logs", "--elasticsearch-url", elasticsearch_url,
-                     "--index-prefix", "logs-test", "--ops-port"],
+                     "--index-prefix", ES_INDEX_PREFIX, "--ops-port"],
             "metrics": ["worker", "metrics", "--database-url", database_schema,
                         "--prune-interval", "0", "--ops-port"],
         }[component] + [str(port), "--redis-url", redis_url]  # fmt: skip
