@@ -150,11 +150,17 @@ def pending_bound_seconds(
     return 2 * batch
 
 
-def _check_claim_idle(
-    consumer: ConsumerSettings, bound_seconds: float, bound_fields: str
+def _check_consumer(
+    consumer: ConsumerSettings, redis: RedisSettings, bound_seconds: float, bound_fields: str
 ) -> ConsumerSettings:
     """``consumer`` with ``claim_idle_ms`` derived from the bound (when not set), or the
-    bound's error (when set below it)."""
+    bound's error (when set below it); a blocking read must end before Redis's timeout."""
+    if consumer.block_ms >= redis.socket_timeout * 1000:
+        raise ValueError(
+            f"consumer.block_ms ({consumer.block_ms} ms) must be below redis.socket_timeout "
+            f"({redis.socket_timeout:g} s), or every wait for new entries times out as if "
+            "Redis were down; lower consumer.block_ms or raise redis.socket_timeout"
+        )
     floor_ms = math.ceil(bound_seconds * 1000)
     if "claim_idle_ms" not in consumer.model_fields_set:
         derived = max(60_000, floor_ms + 10_000)
@@ -271,7 +277,9 @@ class LogWorkerSettings(ProcessSettings):
             attempt_seconds=2 * self.elasticsearch.request_timeout,
             redis_seconds=self.redis.socket_timeout,
         )
-        self.consumer = _check_claim_idle(self.consumer, bound, "2 x elasticsearch.request_timeout")
+        self.consumer = _check_consumer(
+            self.consumer, self.redis, bound, "2 x elasticsearch.request_timeout"
+        )
         return self
 
     @field_validator("elasticsearch")
@@ -382,7 +390,9 @@ class MetricsWorkerSettings(ProcessSettings):
             attempt_seconds=2 * self.aggregation.statement_timeout,
             redis_seconds=self.redis.socket_timeout,
         )
-        self.consumer = _check_claim_idle(self.consumer, bound, "2 x aggregation.statement_timeout")
+        self.consumer = _check_consumer(
+            self.consumer, self.redis, bound, "2 x aggregation.statement_timeout"
+        )
         return self
 
     @field_validator("streams")

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from log_worker_helpers import DEAD_LETTER, GROUP, STREAM, es_count, make_log, pending_count
+from pending import age_pending
 
 from log_worker.worker import LogParseError, LogWorker
 
@@ -106,8 +107,9 @@ def test_pending_entries_of_a_dead_consumer_are_reclaimed(
     redis_client.xgroup_create(STREAM, GROUP, id="0")
     redis_client.xreadgroup(GROUP, "dead-consumer", {STREAM: ">"}, count=5)
     assert pending_count(redis_client) == 5
+    age_pending(redis_client, STREAM, GROUP)  # the consumer died an hour ago
 
-    with LogWorker({**log_worker_config, "claim_idle_ms": 1, "consumer_name": "heir"}) as w:
+    with LogWorker({**log_worker_config, "consumer_name": "heir"}) as w:
         result = w.process_batch(count=10)
 
     assert result["success"] == 5
@@ -120,7 +122,7 @@ def test_live_consumers_pending_entries_are_not_stolen(redis_client, log_worker_
     add_logs(3)
     redis_client.xgroup_create(STREAM, GROUP, id="0")
     redis_client.xreadgroup(GROUP, "busy-consumer", {STREAM: ">"}, count=3)
-    with LogWorker({**log_worker_config, "claim_idle_ms": 60_000}) as w:
+    with LogWorker(log_worker_config) as w:  # claim_idle_ms: the default, minutes
         result = w.process_batch(count=10)
     assert result.read == 0
     assert pending_count(redis_client) == 3
@@ -133,9 +135,10 @@ def test_entry_delivered_too_often_goes_to_dead_letter(redis_client, log_worker_
     (entry_id,) = [
         r["message_id"] for r in redis_client.xpending_range(STREAM, GROUP, "-", "+", 10)
     ]
-    for name in ("c2", "c3"):  # two more deliveries through XCLAIM
+    for name in ("c2", "c3"):  # two more deliveries through XCLAIM (c1, c2 crashed)
         redis_client.xclaim(STREAM, GROUP, name, 0, [entry_id])
-    config = {**log_worker_config, "claim_idle_ms": 1, "max_deliveries": 3}
+    age_pending(redis_client, STREAM, GROUP)  # and c3 too, an hour ago
+    config = {**log_worker_config, "max_deliveries": 3}
     with LogWorker(config) as w:
         result = w.process_batch(count=1, stop_on_error=False)
     assert result["dead_lettered"] == 1
