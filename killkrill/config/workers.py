@@ -78,7 +78,9 @@ class ConsumerSettings(_Group):
         default=1000,
         ge=0,
         description="Milliseconds a read waits for new entries when the stream is empty "
-        "(default 1000; 0 means do not wait). Bounds how long SIGTERM waits on an idle worker.",
+        "(default 1000, or half of redis.socket_timeout when that is shorter; 0 means do not "
+        "wait). Must be below redis.socket_timeout. Bounds how long SIGTERM waits on an idle "
+        "worker.",
     )
     claim_idle_ms: int = Field(
         default=60_000,
@@ -155,6 +157,9 @@ def _check_consumer(
 ) -> ConsumerSettings:
     """``consumer`` with ``claim_idle_ms`` derived from the bound (when not set), or the
     bound's error (when set below it); a blocking read must end before Redis's timeout."""
+    half_timeout_ms = int(redis.socket_timeout * 500)
+    if "block_ms" not in consumer.model_fields_set and consumer.block_ms > half_timeout_ms:
+        consumer = consumer.model_copy(update={"block_ms": half_timeout_ms})
     if consumer.block_ms >= redis.socket_timeout * 1000:
         raise ValueError(
             f"consumer.block_ms ({consumer.block_ms} ms) must be below redis.socket_timeout "

@@ -163,7 +163,8 @@ def test_per_item_retryable_errors_are_not_acked(
             assert f"elasticsearch {status}" in result.errors[-1]
             assert pending_count(redis_client) == 3
             elasticsearch_client.indices.put_settings(index=index, settings={block: None})
-            age_pending(redis_client, STREAM, GROUP)  # idle long enough to be reclaimed
+        age_pending(redis_client, STREAM, GROUP)  # the worker gone for an hour
+        with LogWorker(log_worker_config) as worker:  # its successor takes them over
             assert worker.process_batch(count=10)["success"] == 3
     finally:
         elasticsearch_client.indices.put_settings(index=index, settings={block: None})
@@ -384,8 +385,13 @@ def test_dlq_cli_replays_chosen_ids_and_refuses_bad_ones(redis_client, log_worke
 
 
 def _retried(worker):
-    """Bulk items the worker's Elasticsearch answered with a retryable status, so far."""
-    status, text = _get(worker.ops_port, "/metrics")
+    """Bulk items the worker's Elasticsearch answered with a retryable status, so far (0
+    while its ops port is not listening yet)."""
+    assert worker.proc.poll() is None, worker.output()
+    try:
+        status, text = _get(worker.ops_port, "/metrics")
+    except urllib.error.URLError:
+        return 0
     if status != 200:
         return 0
     for line in text.splitlines():

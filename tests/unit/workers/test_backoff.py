@@ -45,3 +45,9 @@ def test_delay_is_jittered_below_the_ceiling(attempt: int) -> None:
 )
 def test_total_bounds_the_waits_of_a_batch(backoff: Backoff, retries: int, expected: float) -> None:
     assert backoff.total(retries) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("attempt", [1_100, 10**6])
+def test_delay_of_a_days_long_outage_does_not_overflow(attempt: int) -> None:
+    """``2.0 ** 1099`` raised OverflowError, which ended the lane and the process."""
+    assert 5.0 <= Backoff(base=0.2, factor=2, cap=10, jitter=0.5).delay(attempt) <= 10.0

@@ -90,3 +90,12 @@ def test_claim_idle_is_derived_when_unset_and_refused_below_the_bound(
     message = str(err.value)
     for name in ("consumer.claim_idle_ms", f"{timeout_path}.{timeout_field}", "retry.max_retries"):
         assert name in message
+
+
+@pytest.mark.parametrize("model", [LogWorkerSettings, MetricsWorkerSettings])
+def test_a_blocking_read_ends_before_the_redis_timeout(model: Any) -> None:
+    assert model.validate_settings({}).consumer.block_ms == 1000
+    short = {"redis": {"socket_timeout": 1.0}}
+    assert model.validate_settings(short).consumer.block_ms == 500  # derived when unset
+    with pytest.raises(ConfigError, match=r"consumer.block_ms \(1000 ms\).*redis.socket_timeout"):
+        model.validate_settings({**short, "consumer": {"block_ms": 1000}})
