@@ -153,10 +153,19 @@ def pending_bound_seconds(
 
 
 def _check_consumer(
-    consumer: ConsumerSettings, redis: RedisSettings, bound_seconds: float, bound_fields: str
+    consumer: ConsumerSettings,
+    redis: RedisSettings,
+    retry: RetrySettings,
+    *,
+    attempt_seconds: float,
+    attempt_fields: str,
 ) -> ConsumerSettings:
-    """``consumer`` with ``claim_idle_ms`` derived from the bound (when not set), or the
-    bound's error (when set below it); a blocking read must end before Redis's timeout."""
+    """``consumer`` with ``claim_idle_ms`` derived from :func:`pending_bound_seconds` (when
+    not set), or the error of one set below it; ``block_ms`` derived or checked likewise,
+    so that a blocking read ends before Redis's timeout."""
+    bound_seconds = pending_bound_seconds(
+        retry, attempt_seconds=attempt_seconds, redis_seconds=redis.socket_timeout
+    )
     half_timeout_ms = int(redis.socket_timeout * 500)
     if "block_ms" not in consumer.model_fields_set and consumer.block_ms > half_timeout_ms:
         consumer = consumer.model_copy(update={"block_ms": half_timeout_ms})
@@ -174,7 +183,7 @@ def _check_consumer(
         raise ValueError(
             f"consumer.claim_idle_ms ({consumer.claim_idle_ms} ms) must exceed {floor_ms} ms, "
             f"the longest a live worker may hold a batch: 2 x ((retry.max_retries + 1) x "
-            f"({bound_fields} + redis.socket_timeout) + the backoff waits of retry."
+            f"({attempt_fields} + redis.socket_timeout) + the backoff waits of retry."
             "initial_backoff/multiplier/max_backoff); otherwise other consumers take over "
             "batches still being written. Raise consumer.claim_idle_ms, or lower those "
             "timeouts or retries"
@@ -277,13 +286,12 @@ class LogWorkerSettings(ProcessSettings):
     @model_validator(mode="after")
     def _claim_idle(self) -> LogWorkerSettings:
         # One attempt: waiting for an in-flight slot (another lane's request) and the request.
-        bound = pending_bound_seconds(
+        self.consumer = _check_consumer(
+            self.consumer,
+            self.redis,
             self.retry,
             attempt_seconds=2 * self.elasticsearch.request_timeout,
-            redis_seconds=self.redis.socket_timeout,
-        )
-        self.consumer = _check_consumer(
-            self.consumer, self.redis, bound, "2 x elasticsearch.request_timeout"
+            attempt_fields="2 x elasticsearch.request_timeout",
         )
         return self
 
@@ -390,13 +398,12 @@ class MetricsWorkerSettings(ProcessSettings):
     @model_validator(mode="after")
     def _claim_idle(self) -> MetricsWorkerSettings:
         # One attempt: the optimistic transaction and, after a redelivery, the careful one.
-        bound = pending_bound_seconds(
+        self.consumer = _check_consumer(
+            self.consumer,
+            self.redis,
             self.retry,
             attempt_seconds=2 * self.aggregation.statement_timeout,
-            redis_seconds=self.redis.socket_timeout,
-        )
-        self.consumer = _check_consumer(
-            self.consumer, self.redis, bound, "2 x aggregation.statement_timeout"
+            attempt_fields="2 x aggregation.statement_timeout",
         )
         return self
 

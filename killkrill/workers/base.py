@@ -218,26 +218,6 @@ class StreamWorker(Generic[R]):
         self.max_deliveries = max_deliveries
         self.parse_error = parse_error
 
-    async def run_batch(
-        self,
-        count: int,
-        *,
-        block_ms: int | None = None,
-        max_retries: int | None = None,
-        stop_on_error: bool = False,
-    ) -> BatchResult:
-        """Read up to ``count`` entries once and see each one delivered, dead-lettered or
-        pending (:meth:`prepare` then :meth:`deliver`).
-
-        With ``stop_on_error``, a parse failure raises ``parse_error`` *after* the whole batch
-        is handled (the bad entries are already in the dead-letter stream by then).
-        """
-        batch = await self.prepare(count, block_ms=block_ms)
-        result = await self.deliver(batch, max_retries=max_retries)
-        if stop_on_error and batch.parse_failures:
-            raise self._parse_failure(batch.parse_failures)
-        return result
-
     async def run(
         self,
         count: int | None = None,

@@ -65,9 +65,17 @@ class LoopThread:
             future.cancel()  # interrupted (or failed): nothing keeps running on our behalf
             raise
 
-    def close(self, cleanup: Callable[[], Coroutine[Any, Any, object]] | None = None) -> None:
+    def close(
+        self,
+        cleanup: Callable[[], Coroutine[Any, Any, object]] | None = None,
+        *,
+        timeout: float = 10.0,
+    ) -> None:
         """Run ``cleanup()`` on the loop (if it ever started), cancel what still runs there,
-        stop the loop and join its thread. Idempotent; later :meth:`run` calls raise."""
+        stop the loop and join its thread. Idempotent; later :meth:`run` calls raise.
+
+        Each step waits at most ``timeout`` seconds: a cleanup that hangs (a server that does
+        not answer) does not hang the caller; the daemon thread is then left to the exit."""
         with self._lock:
             if self._closed:
                 return
@@ -77,11 +85,13 @@ class LoopThread:
             return
         if cleanup is not None:
             with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(cleanup(), loop).result()
-        asyncio.run_coroutine_threadsafe(_cancel_others(), loop).result()
+                asyncio.run_coroutine_threadsafe(cleanup(), loop).result(timeout)
+        with contextlib.suppress(TimeoutError):
+            asyncio.run_coroutine_threadsafe(_cancel_others(), loop).result(timeout)
         loop.call_soon_threadsafe(loop.stop)
-        thread.join()
-        loop.close()
+        thread.join(timeout)
+        if not thread.is_alive():
+            loop.close()
 
     def _started(self) -> asyncio.AbstractEventLoop:
         with self._lock:

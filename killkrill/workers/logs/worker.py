@@ -39,7 +39,7 @@ from killkrill.config.workers import LogWorkerSettings
 from killkrill.errors import LogParseError, ServiceUnavailable
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, Entry
-from killkrill.workers.base import BatchResult, StreamWorker
+from killkrill.workers.base import BatchResult, StreamWorker, sleep_or_stop
 from killkrill.workers.logs.metrics import LogWorkerMetrics
 from killkrill.workers.logs.settings import LogWorkerNames, settings_from_seed
 from killkrill.workers.logs.sink import ElasticsearchSink, elasticsearch_client
@@ -188,15 +188,6 @@ class LogWorker:
                 self.metrics.observe_batch(result, time.perf_counter() - started)
         return result
 
-    async def run_batch(self, *, block_ms: int | None = None) -> BatchResult:
-        """One batch of the long-running loop: wait up to ``block_ms`` for entries, never
-        raise for malformed ones (they are dead-lettered and counted)."""
-        rt = await self._prepared_runtime()
-        batch = await rt.stream_worker.prepare(self.settings.consumer.batch_size, block_ms=block_ms)
-        result = await rt.stream_worker.deliver(batch)
-        self._observe(result)
-        return result
-
     def _observe(self, result: BatchResult) -> None:
         if result.read:
             self.metrics.observe_batch(result, result.seconds)
@@ -231,11 +222,6 @@ class LogWorker:
         if event is not None and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(event.set)
 
-    @property
-    def stopping(self) -> bool:
-        """True once :meth:`request_stop` was called."""
-        return self._stopping
-
     async def run(
         self, *, on_batch: Callable[[BatchResult], Awaitable[None]] | None = None
     ) -> None:
@@ -245,12 +231,17 @@ class LogWorker:
         ``consumer.in_flight`` caps the ``_bulk`` requests open at once (the sink's own cap);
         one lane more than that keeps a batch ready to send the moment a request is answered,
         while another lane acknowledges what its request delivered.
+
+        Redis or Elasticsearch unreachable at start (the group cannot be created, the index
+        template not installed) is waited out with backoff, as an outage later would be.
         """
         self._stop_loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         if self._stopping:
             self._stop_event.set()
-        rt = await self._prepared_runtime()
+        rt = await self._started_runtime(self._stop_event)
+        if rt is None:
+            return
 
         async def observe(result: BatchResult) -> None:
             self._observe(result)
@@ -334,6 +325,19 @@ class LogWorker:
                         ) from exc
                 rt.prepared = True
         return rt
+
+    async def _started_runtime(self, stop: asyncio.Event) -> _Runtime | None:
+        """:meth:`_prepared_runtime`, retried with backoff while a dependency is unavailable;
+        None if ``stop`` is set first."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                return await self._prepared_runtime()
+            except ServiceUnavailable as exc:
+                attempt += 1
+                log.warning("cannot start yet, waiting", extra={"error": str(exc)})
+                await sleep_or_stop(stop, self.backoff.delay(attempt))
+        return None
 
     async def _close_runtime(self) -> None:
         loop = asyncio.get_running_loop()

@@ -463,3 +463,26 @@ def test_sigterm_wakes_a_worker_in_a_long_retry_backoff(
     assert pending_count(redis_client) == 5
     assert redis_client.xlen(DEAD_LETTER) == 0
     assert "log worker stopped" in [line.get("msg") for line in worker.log_lines()]
+
+
+@pytest.mark.slow
+def test_elasticsearch_unreachable_at_start_is_waited_out_not_a_crash(redis_client, start_worker):
+    """Started while Elasticsearch is not there (a closed port): the worker stays up, alive
+    but not ready, instead of exiting (which would stop `killkrill up`); SIGTERM: exit 0."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    worker = start_worker("early", "--elasticsearch-url", closed)
+
+    def answers():
+        assert worker.proc.poll() is None, worker.output()
+        try:
+            return _get(worker.ops_port, "/readyz")
+        except urllib.error.URLError:
+            return None
+
+    status, body = wait_for(answers, 30, "the ops port")
+    assert status == 503
+    assert "elasticsearch" in body
+    wait_for(lambda: "cannot start yet, waiting" in worker.output(), 30, "the start to be retried")
+    assert _get(worker.ops_port, "/healthz")[0] == 200
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0

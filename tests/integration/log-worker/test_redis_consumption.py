@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from log_worker_helpers import DEAD_LETTER, GROUP, STREAM, es_count, make_log, pending_count
@@ -223,3 +224,17 @@ async def test_long_running_mode_reads_ahead_and_stop_leaves_nothing_pending(
     assert redis_client.xlen(STREAM) == 200 - indexed
     elasticsearch_client.indices.refresh(index="logs-test-*")
     assert es_count(elasticsearch_client, "logs-test-*") == indexed
+
+
+def test_the_sync_api_is_safe_from_several_threads_at_once(
+    redis_client, elasticsearch_client, log_worker, add_logs
+):
+    """Four threads calling ``process_batch`` on one worker at once: the calls share its
+    private loop, each entry is read by one of them, every log indexed exactly once."""
+    add_logs(60)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: log_worker.process_batch(count=15), range(4)))
+    assert sum(r["success"] for r in results) == 60
+    assert sum(r["read"] for r in results) == 60
+    assert es_count(elasticsearch_client) == 60
+    assert redis_client.xlen(STREAM) == 0

@@ -164,7 +164,7 @@ async def test_batch_delivers_rejects_and_dead_letters_parse_failures(
 ) -> None:
     _add(redis_client, {"n": 1}, {"bad": True}, {"n": 3}, b"{not json")
     sink = ScriptedSink({3: Reject("mapper_parsing_exception: n is not a date")})
-    result = await _worker(aclient, sink).run_batch(10)
+    result = await _worker(aclient, sink).run(10, chunk=10)
     assert (result["success"], result["failed"], result.dead_lettered) == (1, 3, 3)
     letters = list_dead_letters(redis_client, f"{STREAM}:dead-letter")
     reasons = sorted(letter.reason for letter in letters)
@@ -180,7 +180,7 @@ async def test_stop_on_error_raises_after_handling_the_rest(
     _add(redis_client, {"n": 1}, {"bad": True}, {"n": 3})
     sink = ScriptedSink()
     with pytest.raises(LogParseError, match="moved to unit-stream:dead-letter"):
-        await _worker(aclient, sink).run_batch(10, stop_on_error=True)
+        await _worker(aclient, sink).run(10, chunk=10, stop_on_error=True)
     assert sink.calls == [[1, 3]]
     assert redis_client.xlen(STREAM) == 0
     assert redis_client.xlen(f"{STREAM}:dead-letter") == 1
@@ -191,7 +191,7 @@ async def test_retryable_items_are_retried_then_delivered(
 ) -> None:
     _add(redis_client, {"n": 1}, {"n": 2})
     sink = ScriptedSink(ServiceUnavailable("timeout"), {2: Retry("429 too many requests")})
-    result = await _worker(aclient, sink).run_batch(10, max_retries=2)
+    result = await _worker(aclient, sink).run(10, chunk=10, max_retries=2)
     assert sink.calls == [[1, 2], [1, 2], [2]]
     assert (result.success, result.failed, result.retries, result.attempts) == (2, 0, 2, 3)
     assert redis_client.xlen(STREAM) == 0
@@ -207,11 +207,11 @@ async def test_transient_failures_never_count_as_deliveries(
     always_busy = [{1: Retry("503 unavailable")}] * 8
     worker = _worker(aclient, ScriptedSink(*always_busy), claim_idle_ms=0, max_deliveries=2)
     for _ in range(8):  # 8 deliveries > max_deliveries, each reclaimed (idle >= 0 ms)
-        result = await worker.run_batch(10, max_retries=0)
+        result = await worker.run(1, chunk=1, max_retries=0)
         assert (result.success, result.pending, result.dead_lettered) == (0, 1, 0)
         [row] = redis_client.xpending_range(STREAM, "g", "-", "+", 10)
         assert row["times_delivered"] == 0  # this delivery handed back
-    result = await worker.run_batch(10)
+    result = await worker.run(1, chunk=1)
     assert (result.success, result.dead_lettered) == (1, 0)
     assert redis_client.xlen(f"{STREAM}:dead-letter") == 0
     assert redis_client.xlen(STREAM) == 0
@@ -232,8 +232,8 @@ async def test_a_poison_entry_that_crashes_the_worker_still_reaches_the_dead_let
     worker = _worker(aclient, CrashingSink(), claim_idle_ms=0, max_deliveries=2)
     for _ in range(2):
         with pytest.raises(RuntimeError):
-            await worker.run_batch(10)
-    result = await worker.run_batch(10)  # the 3rd delivery: past max_deliveries
+            await worker.run(1, chunk=1)
+    result = await worker.run(1, chunk=1)  # the 3rd delivery: past max_deliveries
     assert result.dead_lettered == 1
     [letter] = list_dead_letters(redis_client, f"{STREAM}:dead-letter")
     assert (letter.source_id, letter.attempts) == (entry_id, 3)
@@ -262,7 +262,7 @@ async def test_a_batch_refused_for_good_is_split_down_to_the_entries_at_fault(
 ) -> None:
     ids = _add(redis_client, *[{"n": i} for i in range(10)])
     sink = RefusingSink(3, 7)
-    result = await _worker(aclient, sink).run_batch(10)
+    result = await _worker(aclient, sink).run(10, chunk=10)
     assert (result.success, result.dead_lettered, result.pending) == (8, 2, 0)
     delivered = sorted(n for call in sink.calls[1:] for n in call if not sink.bad & set(call))
     assert delivered == [0, 1, 2, 4, 5, 6, 8, 9]  # each written exactly once
