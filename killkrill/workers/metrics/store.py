@@ -451,7 +451,8 @@ class MetricsSink:
 
     Runs :meth:`MetricStore.apply` in a thread (so several streams' batches overlap) and
     answers per entry: applied now or before -> Delivered; refused by the cardinality
-    cap -> Reject (dead-lettered with the reason).
+    cap -> Reject (dead-lettered with the reason). A batch refused for what its data holds
+    raises :class:`~killkrill.errors.RejectedBatch`, which the caller splits.
     """
 
     def __init__(self, store: MetricStore) -> None:

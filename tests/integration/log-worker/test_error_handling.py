@@ -267,6 +267,17 @@ def _get(port, path):
         return exc.code, exc.read().decode()
 
 
+def _drain_then_stop(redis_client, worker, timeout, what):
+    """Wait until the stream and the group's pending list are empty, then SIGTERM: exit 0."""
+    wait_for(
+        lambda: redis_client.xlen(STREAM) == 0 and pending_count(redis_client) == 0,
+        timeout,
+        what,
+    )
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+
+
 @pytest.mark.slow
 def test_sigterm_finishes_the_batch_in_flight_and_exits_0(
     redis_client, elasticsearch_client, start_worker
@@ -311,13 +322,12 @@ def test_sigkill_mid_indexing_then_restart_loses_and_doubles_nothing(
     second = start_worker(
         "heir", "--batch-size", "250", "--claim-idle-ms", QUICK_RECLAIM_MS, env=QUICK_RECLAIM_ENV
     )
-    wait_for(
-        lambda: redis_client.xlen(STREAM) == 0 and pending_count(redis_client) == 0,
+    _drain_then_stop(
+        redis_client,
+        second,
         90,
         "the second worker to drain the stream and the first one's pending entries",
     )
-    second.signal(signal.SIGTERM)
-    assert second.wait(timeout=30) == 0
 
     hits, seqs = _all_seqs(elasticsearch_client)
     assert hits == total
@@ -349,13 +359,7 @@ def test_elasticsearch_down_then_back_loses_nothing(
         assert _get(worker.ops_port, "/readyz")[0] == 503
     finally:
         managed_elasticsearch.start()
-    wait_for(
-        lambda: redis_client.xlen(STREAM) == 0 and pending_count(redis_client) == 0,
-        60,
-        "the backlog to drain after Elasticsearch came back",
-    )
-    worker.signal(signal.SIGTERM)
-    assert worker.wait(timeout=30) == 0
+    _drain_then_stop(redis_client, worker, 60, "the backlog to drain after Elasticsearch came back")
     hits, seqs = _all_seqs(elasticsearch_client)
     assert hits == 1000
     assert sorted(seqs) == list(range(1000))
@@ -429,13 +433,7 @@ def test_a_write_block_longer_than_max_deliveries_dead_letters_nothing(
         elasticsearch_client.indices.put_settings(
             index=index, settings={"index.blocks.write": None}
         )
-    wait_for(
-        lambda: redis_client.xlen(STREAM) == 0 and pending_count(redis_client) == 0,
-        60,
-        "the logs to be indexed once the block is lifted",
-    )
-    worker.signal(signal.SIGTERM)
-    assert worker.wait(timeout=30) == 0
+    _drain_then_stop(redis_client, worker, 60, "the logs to be indexed once the block is lifted")
     hits, seqs = _all_seqs(elasticsearch_client)
     assert (hits, sorted(seqs)) == (50, list(range(50)))
     assert redis_client.xlen(DEAD_LETTER) == 0
