@@ -7,7 +7,7 @@
     ├── PermanentError           retrying the same input can never succeed
     │   ├── ValidationError      a record is malformed (names the field and the reason)
     │   │   └── LogParseError    a log stream entry cannot be parsed into a log record
-    │   └── RejectedBySink       the sink refused the record for good (e.g. a mapping error)
+    │   └── RejectedBatch        a sink refused a whole write for what some record in it holds
     ├── RetryableError           the same call may succeed later (carries ``delay`` in seconds)
     │   ├── ServiceUnavailable   a dependency (Redis, PostgreSQL, Elasticsearch) is unreachable
     │   └── Backpressure         the pipeline is full; the caller should wait ``delay`` seconds
@@ -28,7 +28,7 @@ __all__ = [
     "KillKrillError",
     "LogParseError",
     "PermanentError",
-    "RejectedBySink",
+    "RejectedBatch",
     "RetryableError",
     "ServiceUnavailable",
     "ValidationError",
@@ -68,9 +68,12 @@ class LogParseError(ValidationError):
     required fields). The worker dead-letters the entry before raising."""
 
 
-class RejectedBySink(PermanentError):
-    """Raised when a sink refuses a record for good (for example an Elasticsearch mapping
-    conflict); ``reason`` is the sink's own explanation."""
+class RejectedBatch(PermanentError):
+    """Raised by a sink that refused a whole write for good because of what one or more of
+    its records hold (a PostgreSQL data exception, an Elasticsearch 400 or 413 answered for
+    the request): the same records would be refused again, but the others alone would not.
+    The worker splits the batch until the records at fault are alone, and dead-letters only
+    those, with ``reason`` (the sink's own words)."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason

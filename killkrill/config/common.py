@@ -198,6 +198,9 @@ class ProcessSettings(_Group):
             return cls.model_validate(data)
         except PydanticValidationError as exc:
             lines = [
-                f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+                f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                if err["loc"]
+                else f"  {err['msg'].removeprefix('Value error, ')}"  # a check across fields
+                for err in exc.errors()
             ]
             raise ConfigError(f"invalid {cls.label} settings:\n" + "\n".join(lines)) from None

@@ -15,12 +15,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
 from killkrill import __version__
+from killkrill.config.backoff import Backoff
 from killkrill.config.common import (
     DatabaseSettings,
     ElasticsearchSettings,
@@ -39,6 +41,7 @@ __all__ = [
     "OpsSettings",
     "RetentionSettings",
     "RetrySettings",
+    "pending_bound_seconds",
 ]
 
 
@@ -75,15 +78,20 @@ class ConsumerSettings(_Group):
         default=1000,
         ge=0,
         description="Milliseconds a read waits for new entries when the stream is empty "
-        "(default 1000; 0 means do not wait). Bounds how long SIGTERM waits on an idle worker.",
+        "(default 1000, or half of redis.socket_timeout when that is shorter; 0 means do not "
+        "wait). Must be below redis.socket_timeout. Bounds how long SIGTERM waits on an idle "
+        "worker.",
     )
     claim_idle_ms: int = Field(
         default=60_000,
         ge=1,
         description="Milliseconds an entry must sit unacknowledged in another consumer's "
-        "pending list before this one reclaims it with XAUTOCLAIM (default 60 s). Keep it "
-        "well above the slowest batch, or live consumers' work is stolen and written twice "
-        "(harmless, since writes are idempotent, but wasted).",
+        "pending list before this one reclaims it with XAUTOCLAIM. It must exceed the "
+        "longest time a live worker may hold an entry (`pending_bound_seconds`: two batches, "
+        "the one written and the one read ahead, each with all its retries and timeouts), "
+        "or live batches are stolen; a smaller value is refused at load naming the fields. "
+        "Default: that bound plus 10 s, at least 60 s (about 9.5 min with the default "
+        "timeouts): the time after which a crashed consumer's entries are taken over.",
     )
     max_deliveries: int = Field(
         default=10,
@@ -131,6 +139,66 @@ class RetrySettings(_Group):
         description="Fraction of each wait that is random (default 0.5), so replicas that "
         "failed together do not retry together.",
     )
+
+    def backoff(self) -> Backoff:
+        """The schedule of these settings."""
+        return Backoff(
+            base=self.initial_backoff,
+            factor=self.multiplier,
+            cap=self.max_backoff,
+            jitter=self.jitter,
+        )
+
+
+def pending_bound_seconds(
+    retry: RetrySettings, *, attempt_seconds: float, redis_seconds: float
+) -> float:
+    """Longest time (s) a live worker may hold an entry pending: two batches (the one being
+    written, then the one read ahead meanwhile), each up to ``max_retries + 1`` attempts of
+    ``attempt_seconds`` (the sink's timeout) plus a Redis command of ``redis_seconds`` (its
+    acknowledgement), and the backoff waits between them at their longest."""
+    attempts = retry.max_retries + 1
+    batch = attempts * (attempt_seconds + redis_seconds) + retry.backoff().total(retry.max_retries)
+    return 2 * batch
+
+
+def _check_consumer(
+    consumer: ConsumerSettings,
+    redis: RedisSettings,
+    retry: RetrySettings,
+    *,
+    attempt_seconds: float,
+    attempt_fields: str,
+) -> ConsumerSettings:
+    """``consumer`` with ``claim_idle_ms`` derived from :func:`pending_bound_seconds` (when
+    not set), or the error of one set below it; ``block_ms`` derived or checked likewise,
+    so that a blocking read ends before Redis's timeout."""
+    bound_seconds = pending_bound_seconds(
+        retry, attempt_seconds=attempt_seconds, redis_seconds=redis.socket_timeout
+    )
+    half_timeout_ms = int(redis.socket_timeout * 500)
+    if "block_ms" not in consumer.model_fields_set and consumer.block_ms > half_timeout_ms:
+        consumer = consumer.model_copy(update={"block_ms": half_timeout_ms})
+    if consumer.block_ms >= redis.socket_timeout * 1000:
+        raise ValueError(
+            f"consumer.block_ms ({consumer.block_ms} ms) must be below redis.socket_timeout "
+            f"({redis.socket_timeout:g} s), or every wait for new entries times out as if "
+            "Redis were down; lower consumer.block_ms or raise redis.socket_timeout"
+        )
+    floor_ms = math.ceil(bound_seconds * 1000)
+    if "claim_idle_ms" not in consumer.model_fields_set:
+        derived = max(60_000, floor_ms + 10_000)
+        return consumer.model_copy(update={"claim_idle_ms": derived})
+    if consumer.claim_idle_ms <= floor_ms:
+        raise ValueError(
+            f"consumer.claim_idle_ms ({consumer.claim_idle_ms} ms) must exceed {floor_ms} ms, "
+            f"the longest a live worker may hold a batch: 2 x ((retry.max_retries + 1) x "
+            f"({attempt_fields} + redis.socket_timeout) + the backoff waits of retry."
+            "initial_backoff/multiplier/max_backoff); otherwise other consumers take over "
+            "batches still being written. Raise consumer.claim_idle_ms, or lower those "
+            "timeouts or retries"
+        )
+    return consumer
 
 
 class LogTransformSettings(_Group):
@@ -224,6 +292,18 @@ class LogWorkerSettings(ProcessSettings):
         description="`index.number_of_replicas` in the template; unset keeps the cluster's "
         "default (1). Use 0 on a single-node cluster to keep it green.",
     )
+
+    @model_validator(mode="after")
+    def _claim_idle(self) -> LogWorkerSettings:
+        # One attempt: waiting for an in-flight slot (another lane's request) and the request.
+        self.consumer = _check_consumer(
+            self.consumer,
+            self.redis,
+            self.retry,
+            attempt_seconds=2 * self.elasticsearch.request_timeout,
+            attempt_fields="2 x elasticsearch.request_timeout",
+        )
+        return self
 
     @field_validator("elasticsearch")
     @classmethod
@@ -324,6 +404,18 @@ class MetricsWorkerSettings(ProcessSettings):
     exposition: ExpositionSettings = Field(default_factory=ExpositionSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     ops: OpsSettings = Field(default_factory=lambda: OpsSettings(port=9103))
+
+    @model_validator(mode="after")
+    def _claim_idle(self) -> MetricsWorkerSettings:
+        # One attempt: the optimistic transaction and, after a redelivery, the careful one.
+        self.consumer = _check_consumer(
+            self.consumer,
+            self.redis,
+            self.retry,
+            attempt_seconds=2 * self.aggregation.statement_timeout,
+            attempt_fields="2 x aggregation.statement_timeout",
+        )
+        return self
 
     @field_validator("streams")
     @classmethod

@@ -29,6 +29,7 @@ from killkrill.schemas.timestamps import format_timestamp, normalise_timestamp
 __all__ = [
     "LABEL_NAME_RE",
     "METRIC_NAME_RE",
+    "NUL_IN_LABEL",
     "MetricSample",
     "MetricType",
     "parse_metric_sample",
@@ -38,6 +39,10 @@ __all__ = [
 METRIC_NAME_RE = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _FIELDS = frozenset(("name", "value", "labels", "timestamp", "type"))
+NUL_IN_LABEL = (
+    "label values may not contain the NUL character (\\u0000): the aggregates store labels "
+    "as PostgreSQL jsonb, which cannot hold it; remove it at the source"
+)
 
 
 class MetricType(StrEnum):
@@ -159,6 +164,8 @@ def _check_labels(labels: object, limits: RecordLimits) -> None:
             )
         if max_len is not None and len(val) > max_len:
             raise too_long(len(val), max_len, "max_label_value_length", f"labels.{key}")
+        if "\x00" in val:
+            raise ValidationError(NUL_IN_LABEL, field=f"labels.{key}")
 
 
 class MetricSample(StreamRecord):
@@ -198,9 +205,11 @@ class MetricSample(StreamRecord):
     @field_validator("labels")
     @classmethod
     def _labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
+        for key, val in value.items():
             if not LABEL_NAME_RE.fullmatch(key):
                 raise ValueError(f"{key!r} is not a valid label name")
+            if "\x00" in val:
+                raise ValueError(NUL_IN_LABEL)
         return value
 
     @field_validator("type", mode="before")

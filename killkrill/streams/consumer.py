@@ -7,6 +7,11 @@ stream's length is its backlog. Pending entries of a consumer that died are take
 XAUTOCLAIM once idle for ``claim_idle_ms``; the cursor is carried between rounds, and a scan
 that found nothing is repeated only after ``reclaim_interval_ms`` (not on every read).
 
+Redis counts every delivery. A delivery that ended in a transient verdict (the sink was
+slow or down) is handed back with :meth:`ConsumerGroup.give_back`, so ``max_deliveries``
+counts only deliveries that ended otherwise - a worker that crashed on the entry, say - and
+an outage, however long, never pushes good entries into the dead-letter stream.
+
 The hot commands (XREADGROUP, XACK + XDEL) are sent pre-packed and their replies read raw
 (:mod:`killkrill.streams.resp`): redis-py's per-argument packing and reply callbacks were
 most of the client's CPU per entry.
@@ -48,6 +53,20 @@ _DATA = DATA_FIELD.encode()
 _MULTI = pack_command("MULTI")
 _EXEC = pack_command("EXEC")
 _MAX_RECLAIM_INTERVAL_MS = 5_000
+
+_GIVE_BACK = """
+local n = 0
+for i = 3, #ARGV do
+    local row = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)[1]
+    if row and row[2] == ARGV[2] then
+        redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i],
+            'IDLE', row[3], 'RETRYCOUNT', math.max(tonumber(row[4]) - 1, 0), 'JUSTID')
+        n = n + 1
+    end
+end
+return n
+"""
+"""For each entry ID still pending for this consumer: one delivery less, idle time kept."""
 
 
 @dataclass(slots=True)
@@ -257,6 +276,24 @@ class ConsumerGroup:
             raise ServiceUnavailable(
                 f"Redis unreachable acknowledging on {self.stream}: {exc}"
             ) from exc
+
+    async def give_back(self, ids: Sequence[str]) -> int:
+        """Uncount this delivery of ``ids``: their write ended in a transient verdict (the
+        sink was slow or unavailable), which says nothing about the entries themselves.
+        They stay pending, idle as they were, and are reclaimed as usual. Entries no longer
+        pending for this consumer (acked, or taken over meanwhile) are left alone. Returns
+        how many were given back."""
+        if not ids:
+            return 0
+        try:
+            given: Any = await self.client.eval(
+                _GIVE_BACK, 1, self.stream, self.group, self.consumer, *ids
+            )
+        except RedisError as exc:
+            raise ServiceUnavailable(
+                f"Redis unreachable handing back deliveries on {self.stream}: {exc}"
+            ) from exc
+        return int(given)
 
     async def dead_letter(
         self, entries: Sequence[tuple[Entry, str]], *, attempts: int, worker: str

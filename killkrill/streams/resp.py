@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-__all__ = ["Arg", "bulk_strings", "execute_packed", "pack_command", "pack_commands", "pack_with"]
+__all__ = ["Arg", "bulk_strings", "execute_packed", "pack_command", "pack_with"]
 
 Arg = bytes | str | int
 
@@ -62,11 +62,6 @@ def pack_with(head: Sequence[Arg], tail: bytes, tail_count: int) -> bytes:
         parts.append(b"$%d\r\n%b\r\n" % (len(value), value))
     parts.append(tail)
     return b"".join(parts)
-
-
-def pack_commands(*commands: Sequence[Arg]) -> bytes:
-    """Several commands, sent back to back (a pipeline)."""
-    return b"".join(pack_command(*command) for command in commands)
 
 
 async def execute_packed(client: aioredis.Redis, packed: bytes, replies: int) -> list[Any]:

@@ -6,17 +6,26 @@ For each batch read from a consumer group:
    go to the dead-letter stream (atomically with their ack);
 2. the rest go to the sink, which answers per entry: :class:`Delivered`, :class:`Retry` or
    :class:`Reject`. A sink that raises :class:`~killkrill.errors.RetryableError` means
-   "retry all of them";
+   "retry all of them"; one that raises :class:`~killkrill.errors.PermanentError` (e.g.
+   :class:`~killkrill.errors.RejectedBatch`) means "something in this batch can never be
+   written": the batch is split in halves, each written on its own, down to the single
+   entries at fault, which are rejected with the sink's reason - the others are written;
 3. delivered entries are acked at once; rejected ones are dead-lettered; retryable ones are
    written again after a :class:`~killkrill.workers.retry.Backoff` delay, up to
-   ``max_retries`` times, and then *left pending* (never acked), so they come back later,
-   through XAUTOCLAIM, until ``max_deliveries`` sends them to the dead-letter stream.
+   ``max_retries`` times (a stop request ends the wait at once), and then *left pending*
+   (never acked) with this delivery handed back
+   (:meth:`~killkrill.streams.consumer.ConsumerGroup.give_back`): a transient failure of
+   the sink does not count towards ``max_deliveries``. They come back later through
+   XAUTOCLAIM. A delivery that ends any other way - the worker crashed on the entry - does
+   count, so a poison entry still reaches the dead-letter stream.
 
 Nothing is ever acked because the batch "was tried": only what the sink accepted.
 
-:func:`run_lanes` is the long-running mode both workers share: several lanes of batches,
-each reading and parsing its next batch while the current one is written, and waiting for
-the dependencies to answer again (instead of burning delivery counts) when a write fails.
+:meth:`StreamWorker.run` is the one lane driver, for both ways the workers run: a bounded
+drain (the seed's ``process_batch(count=...)``, ``process_stream_async``) and the
+long-running mode (until a stop event; outages waited out with backoff instead of burning
+delivery counts). Either way several lanes of batches share the work, each reading and
+parsing its next batch while the current one is written.
 """
 
 from __future__ import annotations
@@ -199,7 +208,6 @@ class StreamWorker(Generic[R]):
         max_retries: int = 3,
         max_deliveries: int = 10,
         parse_error: type[ValidationError] = ValidationError,
-        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.group = group
         self.sink = sink
@@ -209,85 +217,66 @@ class StreamWorker(Generic[R]):
         self.max_retries = max_retries
         self.max_deliveries = max_deliveries
         self.parse_error = parse_error
-        self._sleep = sleep
-
-    async def _wait(self, seconds: float) -> None:
-        if self._sleep is not None:
-            self._sleep(seconds)
-        else:
-            await asyncio.sleep(seconds)
-
-    async def run_batch(
-        self,
-        count: int,
-        *,
-        block_ms: int | None = None,
-        max_retries: int | None = None,
-        stop_on_error: bool = False,
-    ) -> BatchResult:
-        """Read up to ``count`` entries and see each one delivered, dead-lettered or pending.
-
-        With ``stop_on_error``, a parse failure raises ``parse_error`` *after* the whole batch
-        is handled (the bad entries are already in the dead-letter stream by then).
-        """
-        result, parse_failures = await self._handle_batch(count, block_ms, max_retries)
-        if stop_on_error and parse_failures:
-            raise self._parse_failure(parse_failures)
-        return result
 
     async def run(
         self,
-        count: int,
+        count: int | None = None,
         *,
         chunk: int,
+        lanes: int = 1,
+        stop: asyncio.Event | None = None,
+        ready: Callable[[], Awaitable[bool]] | None = None,
+        block_ms: int | None = None,
         max_retries: int | None = None,
         stop_on_error: bool = False,
-        lanes: int = 1,
+        on_batch: Callable[[BatchResult], Awaitable[None]] | None = None,
+        idle_sleep: float = 0.1,
     ) -> BatchResult:
-        """Handle up to ``count`` entries in batches of ``chunk`` until the stream is drained.
+        """Drive ``lanes`` lanes of batches of up to ``chunk`` entries; return the totals.
 
-        With ``lanes`` > 1 that many batches are in flight at once (one being read and parsed
-        while another is written), sharing the ``count`` budget; each entry is still read by
-        one lane only. With ``stop_on_error``, parse failures raise once, after all batches
-        are handled.
+        Each lane reads and parses its next batch while the current one is written, so the
+        sink gets the next batch as soon as it answers; each entry is read by one lane only.
+        A batch read ahead is pending like any other: when the run ends it is still written
+        (or left pending), never dropped. ``stop`` (once set) ends every lane after its
+        batches in flight, and cuts short every wait, retry backoffs included.
+
+        Two modes:
+
+        * **drain** (no ``ready``): until ``count`` entries are read (sharing the budget
+          between lanes; None: no limit) or a read finds nothing. Errors are raised - once
+          the other lanes have finished their batch - and, with ``stop_on_error``, parse
+          failures raise ``parse_error`` after everything is handled.
+        * **long-running** (with ``ready``, a probe of the dependencies): until ``stop``.
+          When Redis or the sink is unreachable (a :class:`RetryableError`), or a batch ends
+          with nothing delivered and entries left pending, the lane waits with backoff until
+          ``ready()`` answers true before reading again. With ``block_ms`` falsy an empty
+          read sleeps ``idle_sleep`` seconds instead of spinning. Other errors end the run
+          as in the drain mode.
+
+        ``on_batch`` is awaited with each batch's result.
         """
-        total = BatchResult()
-        parse_failures: list[str] = []
-        budget = count
-
-        async def lane() -> None:
-            nonlocal budget
-            while budget > 0:
-                n = min(chunk, budget)
-                budget -= n
-                try:
-                    batch, failures = await self._handle_batch(n, None, max_retries)
-                except BaseException:
-                    budget = 0  # let the other lanes finish their batch, then stop
-                    raise
-                budget += n - batch.read
-                total.merge(batch)
-                parse_failures.extend(failures)
-                if batch.read == 0:
-                    return
-
-        results = await asyncio.gather(
-            *(lane() for _ in range(max(1, lanes))), return_exceptions=True
+        state = _Run(
+            budget=count,
+            stop=asyncio.Event(),
+            long_running=ready is not None,
         )
-        for outcome in results:
+        watcher = asyncio.create_task(_forward(stop, state.stop)) if stop is not None else None
+        lane = _Lane(self, state, chunk, block_ms, max_retries, ready, on_batch, idle_sleep)
+        try:
+            outcomes = await asyncio.gather(
+                *(lane.run() for _ in range(max(1, lanes))), return_exceptions=True
+            )
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+        for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
-        if stop_on_error and parse_failures:
-            raise self._parse_failure(parse_failures)
-        return total
-
-    async def _handle_batch(
-        self, count: int, block_ms: int | None, max_retries: int | None
-    ) -> tuple[BatchResult, list[str]]:
-        """One read and its whole handling; returns the result and the parse-failure reasons."""
-        batch = await self.prepare(count, block_ms=block_ms)
-        result = await self.deliver(batch, max_retries=max_retries)
-        return result, batch.parse_failures
+        if stop_on_error and state.parse_failures:
+            raise self._parse_failure(state.parse_failures)
+        return state.total
 
     async def prepare(self, count: int, *, block_ms: int | None = None) -> PreparedBatch[R]:
         """The first half of a batch: read up to ``count`` entries, parse them, dead-letter
@@ -309,14 +298,21 @@ class StreamWorker(Generic[R]):
         return PreparedBatch(items, result, parse_failures)
 
     async def deliver(
-        self, batch: PreparedBatch[R], *, max_retries: int | None = None
+        self,
+        batch: PreparedBatch[R],
+        *,
+        max_retries: int | None = None,
+        stop: asyncio.Event | None = None,
     ) -> BatchResult:
         """The second half: write the prepared items, ack what the sink accepted, dead-letter
         what it rejected, retry the rest and finally leave it pending. Returns the whole
-        batch's result (the read and parse counts of :meth:`prepare` included)."""
+        batch's result (the read and parse counts of :meth:`prepare` included).
+
+        Once ``stop`` is set no retry is waited for: what still needs one is left pending.
+        """
         retries = self.max_retries if max_retries is None else max_retries
         started = time.perf_counter()
-        await self._write_with_retries(batch.items, batch.result, retries)
+        await self._write_with_retries(batch.items, batch.result, retries, stop)
         batch.result.seconds += time.perf_counter() - started
         return batch.result
 
@@ -354,30 +350,192 @@ class StreamWorker(Generic[R]):
             result.errors.extend(reason for _, reason in rejected)
 
     async def _write_with_retries(
-        self, items: Sequence[Item[R]], result: BatchResult, max_retries: int
+        self,
+        items: Sequence[Item[R]],
+        result: BatchResult,
+        max_retries: int,
+        stop: asyncio.Event | None,
     ) -> None:
         attempt = 0
         while items:
             attempt += 1
-            result.attempts += 1
-            try:
-                outcomes: Mapping[str, Outcome] = await self.sink.write(items)
-            except RetryableError as exc:
-                outcomes = {item.entry.id: Retry(str(exc)) for item in items}
+            outcomes = await self._write(items, result)
             delivered, rejects, retry, last_reason = sort_outcomes(items, outcomes)
             await self.group.ack(delivered)
             result.success += len(delivered)
             await self._dead_letter(rejects, result, attempts=attempt)
-            if retry and attempt > max_retries:
-                result.pending += len(retry)
-                result.errors.extend(
-                    f"left pending after {attempt} attempts: {last_reason}" for _ in retry
-                )
-                return
-            if retry:
+            if retry and attempt <= max_retries and not _is_set(stop):
                 result.retries += 1
-                await self._wait(self.backoff.delay(attempt))
-            items = retry
+                await sleep_or_stop(stop, self.backoff.delay(attempt))
+                if not _is_set(stop):
+                    items = retry
+                    continue
+            if retry:
+                await self._leave_pending(retry, result, attempt, last_reason)
+            return
+
+    async def _write(self, items: Sequence[Item[R]], result: BatchResult) -> Mapping[str, Outcome]:
+        """One write of ``items`` (counted in ``result.attempts``), its answer per entry.
+
+        A batch refused for good as a whole is split in halves, each written on its own, so
+        only the entries at fault are rejected (a single one gets the sink's reason)."""
+        result.attempts += 1
+        try:
+            return await self.sink.write(items)
+        except RetryableError as exc:
+            return dict.fromkeys((item.entry.id for item in items), Retry(str(exc)))
+        except PermanentError as exc:
+            if len(items) == 1:
+                return {items[0].entry.id: Reject(str(exc))}
+            half = len(items) // 2
+            first = await self._write(items[:half], result)
+            return {**first, **(await self._write(items[half:], result))}
+
+    async def _leave_pending(
+        self, retry: Sequence[Item[R]], result: BatchResult, attempts: int, reason: str
+    ) -> None:
+        """Leave ``retry`` unacknowledged for a later delivery, this one handed back: the
+        verdict was transient (the sink was slow or down), not about the entries."""
+        result.pending += len(retry)
+        result.errors.extend(f"left pending after {attempts} attempts: {reason}" for _ in retry)
+        await self.group.give_back([item.entry.id for item in retry])
+
+
+def _is_set(event: asyncio.Event | None) -> bool:
+    return event is not None and event.is_set()
+
+
+async def _forward(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
+@dataclass
+class _Run:
+    """What the lanes of one :meth:`StreamWorker.run` share."""
+
+    budget: int | None
+    """Entries still to read (None: no limit)."""
+    stop: asyncio.Event
+    """Set by the caller's stop event, or by a lane that failed: every lane ends."""
+    long_running: bool
+    total: BatchResult = field(default_factory=BatchResult)
+    parse_failures: list[str] = field(default_factory=list)
+
+    def reserve(self, chunk: int) -> int:
+        """Entries the next read may take (0: the budget is spent), taken from the budget."""
+        if self.budget is None:
+            return chunk
+        n = min(chunk, self.budget)
+        self.budget -= n
+        return n
+
+    def refund(self, n: int) -> None:
+        if self.budget is not None:
+            self.budget += n
+
+
+@dataclass
+class _Lane(Generic[R]):
+    """One lane of batches (see :meth:`StreamWorker.run`); :meth:`run` is one lane's life."""
+
+    worker: StreamWorker[R]
+    state: _Run
+    chunk: int
+    block_ms: int | None
+    max_retries: int | None
+    ready: Callable[[], Awaitable[bool]] | None
+    on_batch: Callable[[BatchResult], Awaitable[None]] | None
+    idle_sleep: float
+
+    async def run(self) -> None:
+        state, stream = self.state, self.worker.group.stream
+        outage = 0
+        ahead: asyncio.Task[PreparedBatch[R] | None] | None = None
+        try:
+            while True:
+                try:
+                    if ahead is not None:
+                        task, ahead = ahead, None
+                        prepared = await task
+                    elif state.stop.is_set():
+                        return
+                    else:
+                        prepared = await self._prepare()
+                    if prepared is None:
+                        return  # the budget is spent
+                    if prepared.result.read == 0 and not state.long_running:
+                        return  # drained
+                    if prepared.items and not state.stop.is_set():
+                        ahead = asyncio.create_task(self._prepare())
+                    result = await self.worker.deliver(
+                        prepared, max_retries=self.max_retries, stop=state.stop
+                    )
+                except RetryableError as exc:
+                    if not state.long_running:
+                        raise
+                    outage += 1
+                    log.warning(
+                        "dependency unavailable, waiting",
+                        extra={"stream": stream, "error": str(exc)},
+                    )
+                    await self._wait_until_ready(outage)
+                    continue
+                state.total.merge(result)
+                state.parse_failures.extend(prepared.parse_failures)
+                if self.on_batch is not None:
+                    await self.on_batch(result)
+                if not state.long_running:
+                    continue
+                if result.pending and not result.success:
+                    # The sink took nothing: it is down or overloaded. Wait for it to answer
+                    # before writing more, rather than re-delivering the same entries at once.
+                    outage += 1
+                    log.warning(
+                        "batch left pending, waiting for the sink",
+                        extra={
+                            "stream": stream,
+                            "pending": result.pending,
+                            "reason": (result.errors or [""])[-1],
+                        },
+                    )
+                    await self._wait_until_ready(outage)
+                else:
+                    outage = 0
+                if result.read == 0 and not self.block_ms and ahead is None:
+                    await sleep_or_stop(state.stop, self.idle_sleep)
+        except BaseException:
+            state.stop.set()  # the other lanes finish their batches in flight, then end
+            raise
+        finally:
+            if ahead is not None:  # cancelled: the entries read ahead stay pending, reclaimed
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
+
+    async def _prepare(self) -> PreparedBatch[R] | None:
+        """The next batch read and parsed, within the budget (None once it is spent)."""
+        n = self.state.reserve(self.chunk)
+        if n <= 0:
+            return None
+        try:
+            prepared = await self.worker.prepare(n, block_ms=self.block_ms)
+        except BaseException:
+            self.state.refund(n)
+            raise
+        self.state.refund(n - prepared.result.read)
+        return prepared
+
+    async def _wait_until_ready(self, attempt: int) -> None:
+        """Wait with backoff until ``ready()`` is true (a raising probe counts as not ready)."""
+        assert self.ready is not None
+        stop, backoff = self.state.stop, self.worker.backoff
+        while not stop.is_set():
+            await sleep_or_stop(stop, backoff.delay(attempt))
+            with contextlib.suppress(Exception):
+                if await self.ready():
+                    return
+            attempt += 1
 
 
 _NO_ANSWER = Retry("the sink gave no answer for it")
@@ -418,26 +576,16 @@ async def run_lanes(
     on_batch: Callable[[BatchResult], Awaitable[None]] | None = None,
     idle_sleep: float = 0.1,
 ) -> None:
-    """Process batches in ``lanes`` concurrent lanes until ``stop`` is set.
-
-    Each lane reads and parses its next batch while the current one is being written, so
-    the sink gets the next batch as soon as it answers. A batch read ahead is pending like
-    any other: once ``stop`` is set it is still written (or left pending), never dropped.
-
-    When Redis or the sink is unreachable (a :class:`RetryableError`), or a batch ends with
-    nothing delivered and entries left pending, the lane waits with backoff until
-    ``ready()`` answers true before reading again, so an outage does not burn through the
-    entries' delivery counts. With ``block_ms`` falsy an empty read sleeps ``idle_sleep``
-    seconds instead of spinning.
-    """
-    tasks = [
-        asyncio.create_task(
-            _lane(worker, stop, batch_size, block_ms, ready, on_batch, idle_sleep),
-            name=f"{worker.group.stream}-lane-{n}",
-        )
-        for n in range(lanes)
-    ]
-    await run_together(tasks)
+    """The long-running mode of :meth:`StreamWorker.run`: ``lanes`` lanes until ``stop``."""
+    await worker.run(
+        chunk=batch_size,
+        lanes=lanes,
+        stop=stop,
+        ready=ready,
+        block_ms=block_ms,
+        on_batch=on_batch,
+        idle_sleep=idle_sleep,
+    )
 
 
 async def run_together(tasks: Sequence[asyncio.Task[None]]) -> None:
@@ -451,77 +599,10 @@ async def run_together(tasks: Sequence[asyncio.Task[None]]) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _lane(
-    worker: StreamWorker[R],
-    stop: asyncio.Event,
-    batch_size: int,
-    block_ms: int | None,
-    ready: Callable[[], Awaitable[bool]],
-    on_batch: Callable[[BatchResult], Awaitable[None]] | None,
-    idle_sleep: float,
-) -> None:
-    outage = 0
-    ahead: asyncio.Task[PreparedBatch[R]] | None = None
-    stream = worker.group.stream
-    try:
-        while True:
-            try:
-                if ahead is not None:
-                    task, ahead = ahead, None
-                    prepared = await task
-                elif stop.is_set():
-                    return
-                else:
-                    prepared = await worker.prepare(batch_size, block_ms=block_ms)
-                if prepared.items and not stop.is_set():
-                    ahead = asyncio.create_task(worker.prepare(batch_size, block_ms=block_ms))
-                result = await worker.deliver(prepared)
-            except RetryableError as exc:
-                outage += 1
-                log.warning(
-                    "dependency unavailable, waiting", extra={"stream": stream, "error": str(exc)}
-                )
-                await _wait_until_ready(ready, stop, worker.backoff, outage)
-                continue
-            if on_batch is not None:
-                await on_batch(result)
-            if result.pending and not result.success:
-                # The sink took nothing: it is down or overloaded. Wait for it to answer
-                # before writing more, rather than re-delivering the same entries at once.
-                outage += 1
-                log.warning(
-                    "batch left pending, waiting for the sink",
-                    extra={
-                        "stream": stream,
-                        "pending": result.pending,
-                        "reason": (result.errors or [""])[-1],
-                    },
-                )
-                await _wait_until_ready(ready, stop, worker.backoff, outage)
-            else:
-                outage = 0
-            if result.read == 0 and not block_ms and ahead is None:
-                await sleep_or_stop(stop, idle_sleep)
-    finally:
-        if ahead is not None:  # cancelled: the entries read ahead stay pending, reclaimed
-            ahead.cancel()
-            with contextlib.suppress(BaseException):
-                await ahead
-
-
-async def _wait_until_ready(
-    ready: Callable[[], Awaitable[bool]], stop: asyncio.Event, backoff: Backoff, attempt: int
-) -> None:
-    """Wait with backoff until ``ready()`` is true (a raising probe counts as not ready)."""
-    while not stop.is_set():
-        await sleep_or_stop(stop, backoff.delay(attempt))
-        with contextlib.suppress(Exception):
-            if await ready():
-                return
-        attempt += 1
-
-
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep up to ``seconds``, waking early once ``stop`` is set."""
+async def sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> None:
+    """Sleep up to ``seconds``, waking early once ``stop`` is set (None: just sleep)."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)

@@ -2,11 +2,15 @@
 
 Whole-request failures are translated here, at the boundary:
 
-* connection refused / reset, timeouts, and HTTP 429 / 5xx / other non-413 errors of the
-  request as a whole raise :class:`~killkrill.errors.ServiceUnavailable` - every item of the
-  batch is retried, none is acknowledged;
-* HTTP 413 (request too large) splits the batch in halves and writes each; a single
-  document that is still too large is rejected (dead-lettered) with the reason.
+* HTTP 413 (request too large) and a 400 whose error type says the request could not be
+  read or validated for what a document or its action holds (see
+  :data:`PER_DOCUMENT_400_TYPES`) raise :class:`~killkrill.errors.RejectedBatch`: the
+  worker splits the batch (see :class:`~killkrill.workers.base.StreamWorker`), the other
+  documents are indexed and only the one at fault is dead-lettered, with the reason;
+* connection refused / reset, timeouts, and every other HTTP error of the request as a
+  whole (429, 5xx, 401/403, a 400 about the request itself...) raise
+  :class:`~killkrill.errors.ServiceUnavailable` - every item of the batch is retried, none
+  is acknowledged, none dead-lettered: an operator fixes those.
 
 Per-item outcomes are read by :func:`killkrill.workers.logs.bulk.classify_items`.
 """
@@ -22,15 +26,31 @@ from typing import Any, cast
 from elasticsearch import ApiError, AsyncElasticsearch, TransportError
 from elasticsearch.serializer import OrjsonSerializer
 
-from killkrill.errors import ServiceUnavailable
-from killkrill.workers.base import Item, Outcome, Reject
+from killkrill.errors import RejectedBatch, ServiceUnavailable
+from killkrill.workers.base import Item, Outcome
 from killkrill.workers.logs.bulk import classify_items, encode_bulk, error_reason
 from killkrill.workers.logs.metrics import LogWorkerMetrics
 from killkrill.workers.logs.transform import LogDocument
 
-__all__ = ["ElasticsearchSink", "elasticsearch_client"]
+__all__ = ["PER_DOCUMENT_400_TYPES", "ElasticsearchSink", "elasticsearch_client"]
 
 _FILTER_PATH = "errors,items.*.status,items.*.error"
+
+PER_DOCUMENT_400_TYPES = frozenset(
+    {
+        "action_request_validation_exception",  # e.g. an _id over 512 bytes
+        "illegal_argument_exception",  # e.g. a malformed action/metadata line
+        "x_content_parse_exception",
+        "json_parse_exception",
+        "parse_exception",
+        "mapper_parsing_exception",
+        "document_parsing_exception",
+    }
+)
+"""Error types of a 400 answered for a whole ``_bulk`` request that come from what one of
+its documents (or action lines) holds. Our request parameters never change, so these are
+about the content; any other 400 (e.g. ``media_type_header_exception``, a client/server
+version mismatch) is about the request and is retried, never dead-lettered."""
 
 
 def elasticsearch_client(url: str, *, request_timeout: float) -> AsyncElasticsearch:
@@ -74,8 +94,8 @@ class ElasticsearchSink:
         try:
             return await self._bulk(items)
         except ApiError as exc:
-            if exc.meta.status == 413:
-                return await self._split(items, exc)
+            if _per_document(exc):
+                raise RejectedBatch(error_reason(exc.meta.status, _api_error(exc))) from exc
             raise ServiceUnavailable(
                 f"Elasticsearch answered {exc.meta.status} to _bulk: {_api_reason(exc)}"
             ) from exc
@@ -103,15 +123,6 @@ class ElasticsearchSink:
             self.metrics.count_outcomes(outcomes.values())
         return outcomes
 
-    async def _split(self, items: Sequence[Item[LogDocument]], exc: ApiError) -> dict[str, Outcome]:
-        if len(items) == 1:
-            reason = f"document too large for Elasticsearch: {error_reason(413, _api_reason(exc))}"
-            return {items[0].entry.id: Reject(reason)}
-        half = len(items) // 2
-        first = await self.write(items[:half])
-        second = await self.write(items[half:])
-        return {**first, **second}
-
     async def ready(self, probe_seconds: float = 2.0) -> tuple[bool, str]:
         """Whether the cluster answers and is not red: ``(ok, detail)``.
 
@@ -127,6 +138,26 @@ class ElasticsearchSink:
     async def close(self) -> None:
         """Close the client's connections."""
         await self.client.close()
+
+
+def _per_document(exc: ApiError) -> bool:
+    """Whether a whole-request error is about what a document holds (see module doc)."""
+    if exc.meta.status == 413:
+        return True
+    error = _api_error(exc)
+    return (
+        exc.meta.status == 400
+        and isinstance(error, Mapping)
+        and error.get("type") in PER_DOCUMENT_400_TYPES
+    )
+
+
+def _api_error(exc: ApiError) -> Any:
+    """The ``error`` object of an error answer (or its message when it has none)."""
+    body = exc.body
+    if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
+        return body["error"]
+    return exc.message or f"request refused ({exc.meta.status})"
 
 
 def _api_reason(exc: ApiError) -> Any:

@@ -13,9 +13,10 @@ Each batch goes through the shared :class:`~killkrill.workers.base.StreamWorker`
 
 Two ways to drive it:
 
-* :meth:`LogWorker.process_batch` (sync, as the seed's tests call it; it runs the worker's
-  own event loop, on a helper thread when the caller already runs one) and
-  :meth:`LogWorker.aprocess_batch` (async);
+* :meth:`LogWorker.process_batch` (sync, as the seed's tests call it; it runs on the
+  worker's private event loop thread, :class:`~killkrill.workers.sync.LoopThread`, so it
+  works from sync code, from inside a running loop and from several threads at once) and
+  :meth:`LogWorker.aprocess_batch` (async, on the caller's loop);
 * :meth:`LogWorker.run` - the long-running mode behind ``killkrill worker logs``
   (see :mod:`killkrill.workers.logs.service`).
 """
@@ -26,10 +27,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio as aioredis
 from elasticsearch import ApiError, TransportError
@@ -39,18 +39,17 @@ from killkrill.config.workers import LogWorkerSettings
 from killkrill.errors import LogParseError, ServiceUnavailable
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, Entry
-from killkrill.workers.base import BatchResult, StreamWorker, run_lanes
+from killkrill.workers.base import BatchResult, StreamWorker, sleep_or_stop
 from killkrill.workers.logs.metrics import LogWorkerMetrics
 from killkrill.workers.logs.settings import LogWorkerNames, settings_from_seed
 from killkrill.workers.logs.sink import ElasticsearchSink, elasticsearch_client
 from killkrill.workers.logs.template import install_template
 from killkrill.workers.logs.transform import LogDocument, LogTransformer
-from killkrill.workers.retry import Backoff
+from killkrill.workers.sync import LoopThread
 
 __all__ = ["LogParseError", "LogWorker"]
 
 log = logging.getLogger("killkrill.workers.logs")
-T = TypeVar("T")
 
 
 @dataclass
@@ -76,8 +75,8 @@ class LogWorker:
 
     ``config`` is the seed's flat dict (see
     :func:`~killkrill.workers.logs.settings.settings_from_seed`) or a
-    :class:`~killkrill.config.LogWorkerSettings`. ``clock`` (for ``processed_at``) and
-    ``sleep`` (the retry waits, synchronous) are for tests.
+    :class:`~killkrill.config.LogWorkerSettings`. ``clock`` (for ``processed_at``) is for
+    tests.
     """
 
     def __init__(
@@ -86,7 +85,6 @@ class LogWorker:
         *,
         metrics: LogWorkerMetrics | None = None,
         clock: Callable[[], Any] | None = None,
-        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.settings = (
             config if isinstance(config, LogWorkerSettings) else settings_from_seed(config)
@@ -100,17 +98,12 @@ class LogWorker:
             index_prefix=self.settings.elasticsearch.index_prefix,
             clock=clock,
         )
-        r = self.settings.retry
-        self.backoff = Backoff(
-            base=r.initial_backoff, factor=r.multiplier, cap=r.max_backoff, jitter=r.jitter
-        )
-        self._sleep = sleep
+        self.backoff = self.settings.retry.backoff()
         self._runtimes: dict[asyncio.AbstractEventLoop, _Runtime] = {}
-        self._own_loop: asyncio.AbstractEventLoop | None = None
+        self._sync = LoopThread("log-worker-loop")
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
         self._stop_loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
 
     # --- names --------------------------------------------------------------------------
 
@@ -155,17 +148,13 @@ class LogWorker:
         Raises :class:`~killkrill.errors.ServiceUnavailable` when Redis is unreachable, or
         Elasticsearch is while the index template is installed (nothing is read then).
         """
-        return self._call(
+        return self._sync.run(
             lambda: self.aprocess_batch(count, max_retries=max_retries, stop_on_error=stop_on_error)
         )
 
     def close(self) -> None:
-        """Close the clients of the sync API's loop and the loop itself."""
-        if self._own_loop is None or self._own_loop.is_closed():
-            return
-        self._call(self._close_runtime)
-        self._own_loop.close()
-        self._closed = True
+        """Close the clients of the sync API's loop and the loop itself (idempotent)."""
+        self._sync.close(self._close_runtime)
 
     def __enter__(self) -> LogWorker:
         return self
@@ -197,15 +186,6 @@ class LogWorker:
         finally:
             if result is not None:
                 self.metrics.observe_batch(result, time.perf_counter() - started)
-        return result
-
-    async def run_batch(self, *, block_ms: int | None = None) -> BatchResult:
-        """One batch of the long-running loop: wait up to ``block_ms`` for entries, never
-        raise for malformed ones (they are dead-lettered and counted)."""
-        rt = await self._prepared_runtime()
-        batch = await rt.stream_worker.prepare(self.settings.consumer.batch_size, block_ms=block_ms)
-        result = await rt.stream_worker.deliver(batch)
-        self._observe(result)
         return result
 
     def _observe(self, result: BatchResult) -> None:
@@ -245,26 +225,26 @@ class LogWorker:
         if event is not None and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(event.set)
 
-    @property
-    def stopping(self) -> bool:
-        """True once :meth:`request_stop` was called."""
-        return self._stopping
-
     async def run(
         self, *, on_batch: Callable[[BatchResult], Awaitable[None]] | None = None
     ) -> None:
         """Process batches until :meth:`request_stop`; the batches in flight are finished and
-        acknowledged before returning (see :func:`~killkrill.workers.base.run_lanes`).
+        acknowledged before returning (see :meth:`~killkrill.workers.base.StreamWorker.run`).
 
         ``consumer.in_flight`` caps the ``_bulk`` requests open at once (the sink's own cap);
         one lane more than that keeps a batch ready to send the moment a request is answered,
         while another lane acknowledges what its request delivered.
+
+        Redis or Elasticsearch unreachable at start (the group cannot be created, the index
+        template not installed) is waited out with backoff, as an outage later would be.
         """
         self._stop_loop = asyncio.get_running_loop()
         self._stop_event = asyncio.Event()
         if self._stopping:
             self._stop_event.set()
-        rt = await self._prepared_runtime()
+        rt = await self._started_runtime(self._stop_event)
+        if rt is None:
+            return
 
         async def observe(result: BatchResult) -> None:
             self._observe(result)
@@ -278,13 +258,12 @@ class LogWorker:
             return ok
 
         c = self.settings.consumer
-        await run_lanes(
-            rt.stream_worker,
-            self._stop_event,
+        await rt.stream_worker.run(
+            chunk=c.batch_size,
             lanes=c.in_flight + 1,
-            batch_size=c.batch_size,
-            block_ms=c.block_ms,
+            stop=self._stop_event,
             ready=ready,
+            block_ms=c.block_ms,
             on_batch=observe,
         )
 
@@ -325,7 +304,6 @@ class LogWorker:
                 max_retries=s.retry.max_retries,
                 max_deliveries=s.consumer.max_deliveries,
                 parse_error=LogParseError,
-                sleep=self._sleep,
             )
             rt = _Runtime(redis, group, sink, stream_worker)
             self._runtimes[loop] = rt
@@ -353,45 +331,21 @@ class LogWorker:
                 rt.prepared = True
         return rt
 
+    async def _started_runtime(self, stop: asyncio.Event) -> _Runtime | None:
+        """:meth:`_prepared_runtime`, retried with backoff while a dependency is unavailable;
+        None if ``stop`` is set first."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                return await self._prepared_runtime()
+            except ServiceUnavailable as exc:
+                attempt += 1
+                log.warning("cannot start yet, waiting", extra={"error": str(exc)})
+                await sleep_or_stop(stop, self.backoff.delay(attempt))
+        return None
+
     async def _close_runtime(self) -> None:
         loop = asyncio.get_running_loop()
         rt = self._runtimes.pop(loop, None)
         if rt is not None:
             await rt.close()
-
-    @property
-    def sink(self) -> ElasticsearchSink:
-        """The sink used by the sync API (tests reach its client to inject faults)."""
-        return self._call_sync_runtime().sink
-
-    @property
-    def group(self) -> ConsumerGroup:
-        """The consumer group used by the sync API."""
-        return self._call_sync_runtime().group
-
-    def _call_sync_runtime(self) -> _Runtime:
-        async def get() -> _Runtime:
-            return self._runtime()
-
-        return self._call(get)
-
-    def _loop(self) -> asyncio.AbstractEventLoop:
-        if self._closed:
-            raise RuntimeError("this LogWorker is closed")
-        if self._own_loop is None:
-            self._own_loop = asyncio.new_event_loop()
-        return self._own_loop
-
-    def _call(self, factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run a coroutine on the worker's own loop and return its result.
-
-        Never ``asyncio.run`` inside a running loop: when the caller's thread already runs
-        one (an async test calling the sync API), the worker's loop runs on a helper thread.
-        """
-        loop = self._loop()
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return loop.run_until_complete(factory())
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="log-worker") as pool:
-            return pool.submit(lambda: loop.run_until_complete(factory())).result()

@@ -62,7 +62,9 @@ class Instruments:
         )
         self.db_errors = Counter(
             f"{_P}_db_errors",
-            "Failed PostgreSQL transactions (retried).",
+            "Failed PostgreSQL transactions by kind: connect/unavailable/other (retried), "
+            "data (refused for what the batch holds: split, the entries at fault "
+            "dead-lettered).",
             ["kind"],
             registry=r,
         )

@@ -142,7 +142,7 @@ def _fast_sample(obj: dict[str, Any]) -> Sample | None:
         return None
     if type(labels) is dict:
         for key, val in labels.items():
-            if type(val) is not str:
+            if type(val) is not str or "\x00" in val:
                 return None
             if key not in _label_names:
                 if not LABEL_NAME_RE.fullmatch(key):

@@ -19,15 +19,28 @@ In one transaction :meth:`MetricStore.apply` does, for the samples of a batch:
    same order and cannot deadlock.
 4. ``COMMIT``. Only then are the entries reported delivered (and acked by the caller).
 
-PostgreSQL errors are translated at this boundary: a lost or refused connection, a server
-shutting down or a cancelled statement become :class:`~killkrill.errors.ServiceUnavailable`,
-anything else :class:`~killkrill.errors.RetryableError`; both make the caller retry the
-batch, and an entry failing ``max_deliveries`` times ends in the dead-letter stream.
+PostgreSQL errors are translated at this boundary, by SQLSTATE class:
+
+* a lost or refused connection, a server shutting down or a cancelled statement (classes
+  08, 57) become :class:`~killkrill.errors.ServiceUnavailable`;
+* what the data of the batch caused - a data exception (class 22: a label value ``jsonb``
+  cannot hold, a sum out of the ``float8`` range...), an integrity violation (23, other
+  than the ledger's unique violation, handled above) or a program limit (54: a value too
+  large to index) - becomes :class:`~killkrill.errors.RejectedBatch`, with PostgreSQL's
+  reason: the caller splits the batch until the entries at fault are alone, dead-letters
+  them and applies the rest (each part in its own transaction);
+* anything else (a deadlock, a missing table, no disk space...) becomes
+  :class:`~killkrill.errors.RetryableError`: the batch is retried, nothing dead-lettered.
+
+What can be checked before PostgreSQL sees it is checked here: a fold whose sum overflows
+to infinity from finite samples is refused (:class:`~killkrill.errors.RejectedBatch`)
+before any SQL runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,7 +53,7 @@ import psycopg2.errors
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
-from killkrill.errors import RetryableError, ServiceUnavailable
+from killkrill.errors import KillKrillError, RejectedBatch, RetryableError, ServiceUnavailable
 from killkrill.workers.base import DELIVERED, Item, Outcome, Reject
 from killkrill.workers.metrics.aggregate import Group, GroupKey, aggregate, labels_hash
 from killkrill.workers.metrics.cardinality import SeriesCache, SeriesKey, admit
@@ -112,6 +125,8 @@ ON CONFLICT DO NOTHING
 
 # Connection-level failures: the server is down, restarting, unreachable or cancelled us.
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57")
+# What the data caused: data exception, integrity constraint violation, program limit.
+_DATA_SQLSTATE_CLASSES = ("22", "23", "54")
 
 
 _ID = r"(?:0|[1-9][0-9]*)-(?:0|[1-9][0-9]*)"
@@ -227,6 +242,9 @@ class MetricStore:
         except psycopg2.Error as exc:
             self._discard(raw, exc)
             raise _translate(exc) from exc
+        except RejectedBatch:
+            self._discard(raw, None, kind="data")
+            raise
         except BaseException:
             self._discard(raw, None)
             raise
@@ -238,8 +256,9 @@ class MetricStore:
         self.instruments.rows_upserted.inc(result.rows)
         return result
 
-    def _discard(self, raw: Any, exc: psycopg2.Error | None) -> None:
-        kind = "unavailable" if exc is None or _unavailable(exc) else "other"
+    def _discard(self, raw: Any, exc: psycopg2.Error | None, *, kind: str | None = None) -> None:
+        if kind is None:
+            kind = "unavailable" if exc is None or _unavailable(exc) else _kind(exc)
         self.instruments.db_errors.labels(kind).inc()
         try:
             if exc is not None and _unavailable(exc):
@@ -260,7 +279,7 @@ class MetricStore:
             last = dict(zip(keys, (sample for _, _, sample in items), strict=True))
             entries = [(st, eid, sample) for (st, eid), sample in last.items()]
         # Folded before the ledger answers: usually every entry is new and the fold stands.
-        groups = aggregate((s for _, _, s in entries), self.bucket_seconds)
+        groups = self._fold(s for _, _, s in entries)
         try:
             return self._attempt(raw, entries, groups, careful=False)
         except psycopg2.errors.UniqueViolation:  # some entry was applied before: redelivery
@@ -305,7 +324,7 @@ class MetricStore:
                 else candidates
             )
             if new is not entries:
-                groups = aggregate((s for _, _, s in new), self.bucket_seconds)
+                groups = self._fold(s for _, _, s in new)
             self._upsert(cur, groups)
         raw.commit()
         for name in refused_names:
@@ -313,6 +332,18 @@ class MetricStore:
         applied = [eid for _, eid, _ in new]
         duplicates = [eid for st, eid, _ in candidates if (st, eid) in seen] if seen else []
         return ApplyResult(applied, duplicates, refused, len(groups)), admitted
+
+    def _fold(self, samples: Iterable[Sample]) -> dict[GroupKey, Group]:
+        """:func:`aggregate`, refusing a fold whose sum left the finite range (finite samples
+        whose sum overflows): PostgreSQL would store it as infinity."""
+        groups = aggregate(samples, self.bucket_seconds)
+        for g in groups.values():
+            if not math.isfinite(g.sum):
+                raise RejectedBatch(
+                    f"the sum of {g.count} samples of {g.name}{dict(g.labels)} in the bucket "
+                    f"starting at {g.bucket_start} overflows a double (float8)"
+                )
+        return groups
 
     def _check_cardinality(
         self, cur: Any, series: Sequence[_Series]
@@ -398,11 +429,21 @@ def _unavailable(exc: psycopg2.Error) -> bool:
     return code[:2] in _UNAVAILABLE_SQLSTATE_CLASSES
 
 
-def _translate(exc: psycopg2.Error) -> RetryableError:
+def _kind(exc: psycopg2.Error) -> str:
+    """``db_errors`` label of an error that is not about the connection: data or other."""
+    code = getattr(exc, "pgcode", None) or ""
+    return "data" if code[:2] in _DATA_SQLSTATE_CLASSES else "other"
+
+
+def _translate(exc: psycopg2.Error) -> KillKrillError:
+    """The error to raise for ``exc`` (see the module doc)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if _unavailable(exc):
         return ServiceUnavailable(f"PostgreSQL unavailable: {text}", delay=1.0)
-    return RetryableError(f"PostgreSQL refused the batch: {text}", delay=1.0)
+    code = getattr(exc, "pgcode", None) or "?"
+    if _kind(exc) == "data":
+        return RejectedBatch(f"PostgreSQL refused the data (SQLSTATE {code}): {text}")
+    return RetryableError(f"PostgreSQL refused the batch (SQLSTATE {code}): {text}", delay=1.0)
 
 
 class MetricsSink:
@@ -410,7 +451,8 @@ class MetricsSink:
 
     Runs :meth:`MetricStore.apply` in a thread (so several streams' batches overlap) and
     answers per entry: applied now or before -> Delivered; refused by the cardinality
-    cap -> Reject (dead-lettered with the reason).
+    cap -> Reject (dead-lettered with the reason). A batch refused for what its data holds
+    raises :class:`~killkrill.errors.RejectedBatch`, which the caller splits.
 
     The ledger key of an entry is its :attr:`~killkrill.streams.consumer.Entry.identity`
     (for an entry replayed from a dead-letter stream, the entry it replays), so a replay of

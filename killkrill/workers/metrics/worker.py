@@ -34,9 +34,7 @@ dead-lettered plus those left pending for a later retry.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 
@@ -69,6 +67,7 @@ from killkrill.workers.metrics.settings import settings_from_seed
 from killkrill.workers.metrics.store import MetricsSink, MetricStore
 from killkrill.workers.ops import OpsServer
 from killkrill.workers.retry import Backoff
+from killkrill.workers.sync import LoopThread
 
 __all__ = ["DEFAULT_GROUP", "MetricsWorker"]
 
@@ -122,10 +121,8 @@ class MetricsWorker:
             cap=s.retry.max_backoff,
             jitter=s.retry.jitter,
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._sync = LoopThread("metrics-worker-loop")
         self._sync_client: aioredis.Redis | None = None
-        self._lock = threading.Lock()
         self._stopping = False
         self._groups: dict[str, ConsumerGroup] = {}
         """The latest consumer group of each stream (readiness asks them about dead letters)."""
@@ -412,30 +409,17 @@ class MetricsWorker:
     # --- the private loop of the blocking API ----------------------------------------------
 
     def _run_sync(self, factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="metrics-worker-loop", daemon=True
-                )
-                thread.start()
-                self._loop, self._thread = loop, thread
-            loop = self._loop
-        return asyncio.run_coroutine_threadsafe(factory(), loop).result()
+        return self._sync.run(factory)
 
     def close(self) -> None:
         """Close Redis and PostgreSQL connections and stop the private loop (idempotent)."""
-        with self._lock:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is not None:
+
+        async def close_client() -> None:
             client, self._sync_client = self._sync_client, None
             if client is not None:
-                with contextlib.suppress(Exception):
-                    asyncio.run_coroutine_threadsafe(client.aclose(), loop).result(5)
-            loop.call_soon_threadsafe(loop.stop)
-            if thread is not None:
-                thread.join(5)
-            loop.close()
+                await client.aclose()
+
+        self._sync.close(close_client)
         self.engine.dispose()
 
     def __enter__(self) -> MetricsWorker:

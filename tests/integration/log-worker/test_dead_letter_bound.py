@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 
 from log_worker_helpers import DEAD_LETTER, REPO, STREAM, es_count, make_log, pending_count
+from pending import QUICK_RECLAIM_ENV, QUICK_RECLAIM_MS
 from polling import wait_for
 
 
@@ -38,8 +39,8 @@ def test_a_full_dead_letter_stream_stops_the_worker_and_loses_nothing(
         "bounded",
         "--batch-size", "100",
         "--max-dead-letters", "5",
-        "--claim-idle-ms", "500",
-        env={"KILLKRILL_RETRY__MAX_BACKOFF": "0.5"},
+        "--claim-idle-ms", QUICK_RECLAIM_MS,
+        env={**QUICK_RECLAIM_ENV, "KILLKRILL_RETRY__MAX_BACKOFF": "0.5"},
     )  # fmt: skip
 
     def unready() -> str:

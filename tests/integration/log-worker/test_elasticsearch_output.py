@@ -6,6 +6,7 @@ import json
 
 import pytest
 from log_worker_helpers import DEAD_LETTER, GROUP, STREAM, es_count, make_log, pending_count
+from pending import age_pending
 from run_names import ES_INDEX_PREFIX
 
 from log_worker.worker import LogWorker
@@ -144,7 +145,8 @@ def test_same_entry_indexed_twice_is_one_document(
         document={"seq": 3, "message": "partial write by the crashed consumer"},
         refresh=True,
     )
-    with LogWorker({**log_worker_config, "claim_idle_ms": 1}) as w:
+    age_pending(redis_client, STREAM, GROUP)  # it crashed an hour ago
+    with LogWorker(log_worker_config) as w:
         assert w.process_batch(count=1)["success"] == 1
     assert es_count(elasticsearch_client) == 1
     doc = elasticsearch_client.get(

@@ -1,9 +1,9 @@
 """Failures on the way to Elasticsearch, against the real services: nothing lost, nothing doubled.
 
-Faults are injected for real: a one-shot failing hook on the worker's transport (the
-request never reaches Elasticsearch), index write blocks (Elasticsearch answers per item
-with 429/403), ``SIGSTOP`` of the Elasticsearch process (the client times out), stopping and
-starting Elasticsearch, and ``SIGKILL`` of a worker process.
+Faults are injected for real: a closed port (connection refused), index write blocks
+(Elasticsearch answers per item with 429/403), ``SIGSTOP`` of the Elasticsearch process
+(the client times out), a document over Elasticsearch's request size limit (413), stopping
+and starting Elasticsearch, and ``SIGKILL`` of a worker process.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ import urllib.request
 
 import pytest
 from click.testing import CliRunner
-from elastic_transport import ConnectionTimeout
 from log_worker_helpers import (
     DEAD_LETTER,
     GROUP,
     STREAM,
     es_count,
+    free_port,
     make_log,
     pending_count,
 )
+from pending import QUICK_RECLAIM_ENV, QUICK_RECLAIM_MS, age_pending
 from polling import wait_for
 from run_names import ES_INDEX_PREFIX
 
@@ -36,41 +37,35 @@ from log_worker.worker import LogWorker
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_worker_retries_on_elasticsearch_timeout(
-    redis_client, elasticsearch_client, log_worker, mocker
+    redis_client, elasticsearch_client, log_worker_config, managed_elasticsearch
 ):
-    """Worker should retry on temporary service failures"""
-    # Setup: make the worker's own Elasticsearch transport fail once (the guide patched the
-    # test's client, which the worker does not use); the retry reaches the real server.
-    call_count = {"count": 0}
+    """Worker should retry on temporary service failures: Elasticsearch frozen with SIGSTOP,
+    the first _bulk times out for real; after SIGCONT a retry succeeds - at least two
+    attempts and exactly one document."""
+    config = {**log_worker_config, "timeout": 1, "initial_backoff": 0.5, "max_backoff": 1}
+    with LogWorker(config) as worker:
+        worker.process_batch(count=1)  # template installed, connections open
+        test_log = {
+            "timestamp": "2024-01-06T12:00:00Z",
+            "service": "api",
+            "level": "info",
+            "message": "retried once",
+        }
+        redis_client.xadd("logs-stream", {"data": json.dumps(test_log)})
+        pid = managed_elasticsearch.pid()
+        os.kill(pid, signal.SIGSTOP)
+        resume = threading.Timer(1.5, os.kill, (pid, signal.SIGCONT))  # the outage's length
+        resume.start()
+        try:
+            result = worker.process_batch(count=1, max_retries=5)
+        finally:
+            resume.cancel()
+            os.kill(pid, signal.SIGCONT)
 
-    transport = log_worker.sink.client.transport
-    original_perform = transport.perform_request
-
-    async def flaky_perform(method, target, *args, **kwargs):
-        if "_bulk" in target:
-            call_count["count"] += 1
-            if call_count["count"] == 1:
-                raise ConnectionTimeout("Connection timeout")
-        return await original_perform(method, target, *args, **kwargs)
-
-    mocker.patch.object(transport, "perform_request", side_effect=flaky_perform)
-
-    # Add test log
-    test_log = {
-        "timestamp": "2024-01-06T12:00:00Z",
-        "service": "api",
-        "level": "info",
-        "message": "retried once",
-    }
-    redis_client.xadd("logs-stream", {"data": json.dumps(test_log)})
-
-    # Execute: Should retry and succeed
-    result = log_worker.process_batch(count=1, max_retries=2)
-
-    # Verify: Called at least twice (initial + retry)
-    assert call_count["count"] >= 2
     assert result.attempts >= 2
+    assert result.retries >= 1
     assert result["success"] == 1
     assert es_count(elasticsearch_client) == 1  # exactly one document
     assert redis_client.xlen("logs-stream") == 0
@@ -110,40 +105,40 @@ def test_worker_handles_partial_failures(redis_client, log_worker):
 # --- retries, pending, redelivery --------------------------------------------------------------
 
 
-def _fail_bulk(worker, times):
-    """Make the worker's next ``times`` _bulk requests time out before reaching the server."""
-    transport = worker.sink.client.transport
-    original = transport.perform_request
-    calls = {"bulk": 0}
-
-    async def perform(method, target, *args, **kwargs):
-        if "_bulk" in target:
-            calls["bulk"] += 1
-            if calls["bulk"] <= times:
-                raise ConnectionTimeout("injected timeout")
-        return await original(method, target, *args, **kwargs)
-
-    transport.perform_request = perform
-    return calls
+def _index_ready(es, *days):
+    """Create the daily indices (default: the one of make_log()'s records) and wait until
+    they take writes, so a short request timeout never meets an index being created."""
+    names = [f"{ES_INDEX_PREFIX}-{day}" for day in days or ("2024.01.06",)]
+    for name in names:
+        es.indices.create(index=name)
+    es.cluster.health(index=",".join(names), wait_for_status="yellow", timeout="30s")
+    return names[0]
 
 
 def test_exhausted_retries_leave_entries_pending_then_they_come_back(
     redis_client, elasticsearch_client, log_worker_config, add_logs
 ):
+    """Elasticsearch unreachable (a closed port): every attempt fails, the entries are left
+    pending, unacknowledged, none dead-lettered; once it is reachable they are reclaimed
+    and indexed, each exactly once."""
+    _index_ready(elasticsearch_client)
     add_logs(5)
-    config = {**log_worker_config, "claim_idle_ms": 1, "initial_backoff": 0.01}
-    with LogWorker(config) as worker:
-        calls = _fail_bulk(worker, times=3)
+    closed = f"http://127.0.0.1:{free_port()}"
+    broken = {**log_worker_config, "elasticsearch_url": closed, "install_template": False,
+              "consumer_name": "first", "initial_backoff": 0.01}  # fmt: skip
+    with LogWorker(broken) as worker:
         result = worker.process_batch(count=5, max_retries=2)
-        assert (result["success"], result["failed"], result.pending) == (0, 5, 5)
-        assert calls["bulk"] == 3  # first try + 2 retries
-        assert result.retries == 2
-        assert redis_client.xlen(STREAM) == 5  # nothing acked
-        assert pending_count(redis_client) == 5
-        assert redis_client.xlen(DEAD_LETTER) == 0
-        # Elasticsearch works again: the pending entries are reclaimed and indexed.
-        result = worker.process_batch(count=5)
-    assert result["success"] == 5
+    assert (result["success"], result["failed"], result.pending) == (0, 5, 5)
+    assert (result.attempts, result.retries) == (3, 2)  # first try + 2 retries
+    assert "unreachable" in result.errors[-1]
+    assert redis_client.xlen(STREAM) == 5  # nothing acked
+    assert pending_count(redis_client) == 5
+    assert redis_client.xlen(DEAD_LETTER) == 0
+    # Elasticsearch reachable, the first worker gone for an hour: its pending entries are
+    # reclaimed by another one, and indexed.
+    age_pending(redis_client, STREAM, GROUP)
+    with LogWorker({**log_worker_config, "consumer_name": "second"}) as worker:
+        assert worker.process_batch(count=5)["success"] == 5
     assert es_count(elasticsearch_client) == 5
     assert pending_count(redis_client) == 0
     assert redis_client.xlen(STREAM) == 0
@@ -158,49 +153,48 @@ def test_per_item_retryable_errors_are_not_acked(
 ):
     """Real per-item failures: an index under a write block answers each item with 429
     (flood-stage block) or 403; those entries stay pending until the block is lifted."""
-    index = f"{ES_INDEX_PREFIX}-2024.01.06"
-    elasticsearch_client.indices.create(index=index)
+    index = _index_ready(elasticsearch_client, "2024.01.06", "2024.01.07")
     elasticsearch_client.indices.put_settings(index=index, settings={block: True})
     add_logs(3)
     add_logs(1, start=3, timestamp="2024-01-07T00:00:00Z")  # another day: not blocked
-    config = {**log_worker_config, "claim_idle_ms": 1, "initial_backoff": 0.01}
     try:
-        with LogWorker(config) as worker:
-            result = worker.process_batch(count=4, max_retries=1)
+        with LogWorker({**log_worker_config, "max_retries": 0}) as worker:
+            result = worker.process_batch(count=4)
             assert (result["success"], result.pending) == (1, 3)
             assert f"elasticsearch {status}" in result.errors[-1]
             assert pending_count(redis_client) == 3
             elasticsearch_client.indices.put_settings(index=index, settings={block: None})
-            result = worker.process_batch(count=10)
-            assert result["success"] == 3
+        age_pending(redis_client, STREAM, GROUP)  # the worker gone for an hour
+        with LogWorker(log_worker_config) as worker:  # its successor takes them over
+            assert worker.process_batch(count=10)["success"] == 3
     finally:
         elasticsearch_client.indices.put_settings(index=index, settings={block: None})
-    assert es_count(elasticsearch_client) == 4
+    assert es_count(elasticsearch_client) == 5 - 1
     assert redis_client.xlen(STREAM) == 0
+    assert redis_client.xlen(DEAD_LETTER) == 0
 
 
 @pytest.mark.slow
-def test_retry_after_a_real_client_timeout_sigstop(
-    redis_client, elasticsearch_client, log_worker_config, managed_elasticsearch
+def test_a_document_over_the_request_size_limit_does_not_sink_its_batch(
+    redis_client, elasticsearch_client, log_worker_config, add_logs
 ):
-    """Elasticsearch frozen with SIGSTOP: the first _bulk times out, a retry succeeds after
-    SIGCONT; at least two attempts and exactly one document."""
-    config = {**log_worker_config, "timeout": 1, "initial_backoff": 0.5, "max_backoff": 1}
-    with LogWorker(config) as worker:
-        worker.process_batch(count=1)  # template installed, connections open
-        redis_client.xadd(STREAM, {"data": json.dumps(make_log(1))})
-        pid = managed_elasticsearch.pid()
-        os.kill(pid, signal.SIGSTOP)
-        resume = threading.Timer(1.5, os.kill, (pid, signal.SIGCONT))
-        resume.start()
-        try:
-            result = worker.process_batch(count=1, max_retries=5)
-        finally:
-            resume.cancel()
-            os.kill(pid, signal.SIGCONT)
-    assert result.attempts >= 2
-    assert result["success"] == 1
-    assert es_count(elasticsearch_client) == 1
+    """One log over Elasticsearch's request limit (http.max_content_length, 100 MB) among
+    ten: the request answered 413 is split until the giant is alone; it is dead-lettered
+    with the reason, the ten others are indexed exactly once."""
+    add_logs(5)
+    giant = json.dumps(make_log(5, message="x" * (101 * 1024 * 1024)))
+    [giant_id] = [redis_client.xadd(STREAM, {"data": giant}).decode()]
+    add_logs(5, start=6)
+    with LogWorker({**log_worker_config, "batch_size": 20}) as worker:
+        result = worker.process_batch(count=20)
+    assert (result["success"], result.dead_lettered, result.pending) == (10, 1, 0)
+    assert result.attempts > 2  # split
+    hits, seqs = _all_seqs(elasticsearch_client)
+    assert (hits, sorted(seqs)) == (10, [0, 1, 2, 3, 4, 6, 7, 8, 9, 10])
+    [(_, letter)] = redis_client.xrange(DEAD_LETTER)
+    assert letter[b"source_id"].decode() == giant_id
+    assert b"elasticsearch 413" in letter[b"reason"]
+    assert letter[b"data"] == giant.encode()
     assert redis_client.xlen(STREAM) == 0
 
 
@@ -274,6 +268,17 @@ def _get(port, path):
         return exc.code, exc.read().decode()
 
 
+def _drain_then_stop(redis_client, worker, timeout, what):
+    """Wait until the stream and the group's pending list are empty, then SIGTERM: exit 0."""
+    wait_for(
+        lambda: redis_client.xlen(STREAM) == 0 and pending_count(redis_client) == 0,
+        timeout,
+        what,
+    )
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+
+
 @pytest.mark.slow
 def test_sigterm_finishes_the_batch_in_flight_and_exits_0(
     redis_client, elasticsearch_client, start_worker
@@ -315,14 +320,15 @@ def test_sigkill_mid_indexing_then_restart_loses_and_doubles_nothing(
     left = redis_client.xlen(STREAM)
     assert 0 < left < total, "the kill must land mid-indexing"
 
-    second = start_worker("heir", "--batch-size", "250", "--claim-idle-ms", "1000")
-    wait_for(
-        lambda: redis_client.xlen(STREAM) == 0 and pending_count(redis_client) == 0,
+    second = start_worker(
+        "heir", "--batch-size", "250", "--claim-idle-ms", QUICK_RECLAIM_MS, env=QUICK_RECLAIM_ENV
+    )
+    _drain_then_stop(
+        redis_client,
+        second,
         90,
         "the second worker to drain the stream and the first one's pending entries",
     )
-    second.signal(signal.SIGTERM)
-    assert second.wait(timeout=30) == 0
 
     hits, seqs = _all_seqs(elasticsearch_client)
     assert hits == total
@@ -341,8 +347,8 @@ def test_elasticsearch_down_then_back_loses_nothing(
     worker = start_worker(
         "outage",
         "--batch-size", "100",
-        "--claim-idle-ms", "500",
-        env={"KILLKRILL_RETRY__MAX_BACKOFF": "1", "KILLKRILL_ELASTICSEARCH__REQUEST_TIMEOUT": "2"},
+        "--claim-idle-ms", QUICK_RECLAIM_MS,
+        env={**QUICK_RECLAIM_ENV, "KILLKRILL_RETRY__MAX_BACKOFF": "1"},
     )  # fmt: skip
     wait_for(lambda: redis_client.xlen(STREAM) == 0, 30, "the first 500 logs")
     managed_elasticsearch.stop()
@@ -354,13 +360,7 @@ def test_elasticsearch_down_then_back_loses_nothing(
         assert _get(worker.ops_port, "/readyz")[0] == 503
     finally:
         managed_elasticsearch.start()
-    wait_for(
-        lambda: redis_client.xlen(STREAM) == 0 and pending_count(redis_client) == 0,
-        60,
-        "the backlog to drain after Elasticsearch came back",
-    )
-    worker.signal(signal.SIGTERM)
-    assert worker.wait(timeout=30) == 0
+    _drain_then_stop(redis_client, worker, 60, "the backlog to drain after Elasticsearch came back")
     hits, seqs = _all_seqs(elasticsearch_client)
     assert hits == 1000
     assert sorted(seqs) == list(range(1000))
@@ -384,3 +384,104 @@ def test_dlq_cli_replays_chosen_ids_and_refuses_bad_ones(redis_client, log_worke
     assert listed.exit_code == 0
     assert "reason: not valid JSON" in listed.stdout
     assert "data:   {two" in listed.stdout
+
+
+# --- transient failures burn no deliveries; backoffs wake on SIGTERM ----------------------------
+
+
+def _retried(worker):
+    """Bulk items the worker's Elasticsearch answered with a retryable status, so far (0
+    while its ops port is not listening yet)."""
+    assert worker.proc.poll() is None, worker.output()
+    try:
+        status, text = _get(worker.ops_port, "/metrics")
+    except urllib.error.URLError:
+        return 0
+    if status != 200:
+        return 0
+    for line in text.splitlines():
+        if line.startswith('killkrill_log_worker_bulk_items_total{outcome="retry"}'):
+            return float(line.split()[-1])
+    return 0
+
+
+@pytest.mark.slow
+def test_a_write_block_longer_than_max_deliveries_dead_letters_nothing(
+    redis_client, elasticsearch_client, start_worker
+):
+    """Elasticsearch refuses writes (index.blocks.write: 403 per item) while every log is
+    reclaimed and refused more than max_deliveries times: each delivery that ended in Retry
+    is handed back, so once the block is lifted every log is indexed exactly once and
+    nothing is dead-lettered."""
+    index = _index_ready(elasticsearch_client)
+    elasticsearch_client.indices.put_settings(index=index, settings={"index.blocks.write": True})
+    _fill(redis_client, 50)
+    fast = {
+        "KILLKRILL_ELASTICSEARCH__REQUEST_TIMEOUT": "0.5",
+        "KILLKRILL_REDIS__SOCKET_TIMEOUT": "1",
+        "KILLKRILL_RETRY__MAX_RETRIES": "0",
+        "KILLKRILL_CONSUMER__BLOCK_MS": "200",
+    }
+    worker = start_worker(
+        "patient", "--batch-size", "50", "--max-deliveries", "2", "--claim-idle-ms", "4100",
+        env=fast,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _retried(worker) >= 50 * 4, 90, "each log refused 4 times (> 2 + 1)")
+        assert redis_client.xlen(DEAD_LETTER) == 0
+        assert redis_client.xlen(STREAM) == 50
+    finally:
+        elasticsearch_client.indices.put_settings(
+            index=index, settings={"index.blocks.write": None}
+        )
+    _drain_then_stop(redis_client, worker, 60, "the logs to be indexed once the block is lifted")
+    hits, seqs = _all_seqs(elasticsearch_client)
+    assert (hits, sorted(seqs)) == (50, list(range(50)))
+    assert redis_client.xlen(DEAD_LETTER) == 0
+
+
+@pytest.mark.slow
+def test_sigterm_wakes_a_worker_in_a_long_retry_backoff(
+    redis_client, elasticsearch_client, start_worker
+):
+    """A batch refused with a retryable status waits an hour before its retry: SIGTERM ends
+    the wait at once, the worker exits 0, the logs stay pending (none dead-lettered)."""
+    index = _index_ready(elasticsearch_client)
+    elasticsearch_client.indices.put_settings(index=index, settings={"index.blocks.write": True})
+    _fill(redis_client, 5)
+    hour = {"KILLKRILL_RETRY__INITIAL_BACKOFF": "3600", "KILLKRILL_RETRY__MAX_BACKOFF": "3600"}
+    worker = start_worker("sleepy", env=hour)
+    try:
+        wait_for(lambda: _retried(worker) >= 5, 60, "the first attempt to be refused")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0
+    finally:
+        elasticsearch_client.indices.put_settings(
+            index=index, settings={"index.blocks.write": None}
+        )
+    assert pending_count(redis_client) == 5
+    assert redis_client.xlen(DEAD_LETTER) == 0
+    assert "log worker stopped" in [line.get("msg") for line in worker.log_lines()]
+
+
+@pytest.mark.slow
+def test_elasticsearch_unreachable_at_start_is_waited_out_not_a_crash(redis_client, start_worker):
+    """Started while Elasticsearch is not there (a closed port): the worker stays up, alive
+    but not ready, instead of exiting (which would stop `killkrill up`); SIGTERM: exit 0."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    worker = start_worker("early", "--elasticsearch-url", closed)
+
+    def answers():
+        assert worker.proc.poll() is None, worker.output()
+        try:
+            return _get(worker.ops_port, "/readyz")
+        except urllib.error.URLError:
+            return None
+
+    status, body = wait_for(answers, 30, "the ops port")
+    assert status == 503
+    assert "elasticsearch" in body
+    wait_for(lambda: "cannot start yet, waiting" in worker.output(), 30, "the start to be retried")
+    assert _get(worker.ops_port, "/healthz")[0] == 200
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0

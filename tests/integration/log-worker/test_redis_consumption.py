@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from log_worker_helpers import DEAD_LETTER, GROUP, STREAM, es_count, make_log, pending_count
+from pending import age_pending
 from run_names import ES_INDEX_PREFIX
 
 from log_worker.worker import LogParseError, LogWorker
@@ -107,8 +109,9 @@ def test_pending_entries_of_a_dead_consumer_are_reclaimed(
     redis_client.xgroup_create(STREAM, GROUP, id="0")
     redis_client.xreadgroup(GROUP, "dead-consumer", {STREAM: ">"}, count=5)
     assert pending_count(redis_client) == 5
+    age_pending(redis_client, STREAM, GROUP)  # the consumer died an hour ago
 
-    with LogWorker({**log_worker_config, "claim_idle_ms": 1, "consumer_name": "heir"}) as w:
+    with LogWorker({**log_worker_config, "consumer_name": "heir"}) as w:
         result = w.process_batch(count=10)
 
     assert result["success"] == 5
@@ -121,7 +124,7 @@ def test_live_consumers_pending_entries_are_not_stolen(redis_client, log_worker_
     add_logs(3)
     redis_client.xgroup_create(STREAM, GROUP, id="0")
     redis_client.xreadgroup(GROUP, "busy-consumer", {STREAM: ">"}, count=3)
-    with LogWorker({**log_worker_config, "claim_idle_ms": 60_000}) as w:
+    with LogWorker(log_worker_config) as w:  # claim_idle_ms: the default, minutes
         result = w.process_batch(count=10)
     assert result.read == 0
     assert pending_count(redis_client) == 3
@@ -134,9 +137,10 @@ def test_entry_delivered_too_often_goes_to_dead_letter(redis_client, log_worker_
     (entry_id,) = [
         r["message_id"] for r in redis_client.xpending_range(STREAM, GROUP, "-", "+", 10)
     ]
-    for name in ("c2", "c3"):  # two more deliveries through XCLAIM
+    for name in ("c2", "c3"):  # two more deliveries through XCLAIM (c1, c2 crashed)
         redis_client.xclaim(STREAM, GROUP, name, 0, [entry_id])
-    config = {**log_worker_config, "claim_idle_ms": 1, "max_deliveries": 3}
+    age_pending(redis_client, STREAM, GROUP)  # and c3 too, an hour ago
+    config = {**log_worker_config, "max_deliveries": 3}
     with LogWorker(config) as w:
         result = w.process_batch(count=1, stop_on_error=False)
     assert result["dead_lettered"] == 1
@@ -221,3 +225,17 @@ async def test_long_running_mode_reads_ahead_and_stop_leaves_nothing_pending(
     assert redis_client.xlen(STREAM) == 200 - indexed
     elasticsearch_client.indices.refresh(index=f"{ES_INDEX_PREFIX}-*")
     assert es_count(elasticsearch_client, f"{ES_INDEX_PREFIX}-*") == indexed
+
+
+def test_the_sync_api_is_safe_from_several_threads_at_once(
+    redis_client, elasticsearch_client, log_worker, add_logs
+):
+    """Four threads calling ``process_batch`` on one worker at once: the calls share its
+    private loop, each entry is read by one of them, every log indexed exactly once."""
+    add_logs(60)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: log_worker.process_batch(count=15), range(4)))
+    assert sum(r["success"] for r in results) == 60
+    assert sum(r["read"] for r in results) == 60
+    assert es_count(elasticsearch_client) == 60
+    assert redis_client.xlen(STREAM) == 0

@@ -15,7 +15,8 @@ import signal
 
 import pytest
 from killkrill_command import killkrill
-from log_worker_helpers import DEAD_LETTER, STREAM, es_count, make_log, pending_count
+from log_worker_helpers import DEAD_LETTER, GROUP, STREAM, es_count, make_log, pending_count
+from pending import crashed_deliveries
 from polling import wait_for
 from run_names import ES_INDEX_PREFIX
 
@@ -36,9 +37,10 @@ def test_an_entry_indexed_and_dead_lettered_is_one_document_after_replay(
 ):
     """The entry reaches Elasticsearch while the worker's request times out (Elasticsearch
     frozen with SIGSTOP, then resumed: it reads the request it was sent and indexes it), is
-    left pending, redelivered past ``max_deliveries`` and dead-lettered. Replayed, it is
+    left pending, and the workers that take it over next crash holding it (its delivery
+    count, as Redis keeps it after such crashes), so it is dead-lettered. Replayed, it is
     indexed under the ``_id`` of its first entry: one document."""
-    config = {**log_worker_config, "timeout": 1, "claim_idle_ms": 1, "max_deliveries": 1}
+    config = {**log_worker_config, "timeout": 1, "max_deliveries": 2}
     with LogWorker(config) as worker:
         worker.process_batch(count=1)  # template installed, connection open
         first_id = redis_client.xadd(STREAM, {"data": json.dumps(make_log(7))}).decode()
@@ -54,9 +56,11 @@ def test_an_entry_indexed_and_dead_lettered_is_one_document_after_replay(
             60,
             "Elasticsearch to index the _bulk it had received before the client timed out",
         )
-        again = worker.process_batch(count=1)
-        assert again.dead_lettered == 1
-        assert "delivered 2 times" in again.errors[0]
+    crashed_deliveries(redis_client, STREAM, GROUP, 2)
+    with LogWorker(config) as successor:
+        again = successor.process_batch(count=1)
+    assert again.dead_lettered == 1
+    assert "delivered 3 times" in again.errors[0]
     assert redis_client.xlen(STREAM) == 0
 
     out = killkrill(redis_url, "dlq", "replay", "--all")
@@ -80,33 +84,30 @@ def test_an_entry_indexed_and_dead_lettered_is_one_document_after_replay(
 def test_a_dead_lettered_entry_replayed_twice_is_indexed_once_under_its_first_id(
     redis_client, elasticsearch_client, log_worker_config, redis_url
 ):
-    """Never indexed (its index write-blocked: 403 per item), dead-lettered past
-    ``max_deliveries``, replayed, blocked and dead-lettered again, replayed again once the
-    block is lifted: one document, ``_id`` from the first entry."""
+    """Never indexed (its daily index maps ``service`` as a number: a mapping error, 400),
+    dead-lettered, replayed, dead-lettered again, replayed again once the index is fixed:
+    one document, ``_id`` from the first entry."""
     index = f"{ES_INDEX_PREFIX}-2024.01.06"
-    elasticsearch_client.indices.create(index=index)
-    elasticsearch_client.indices.put_settings(index=index, settings={"index.blocks.write": True})
+    elasticsearch_client.indices.create(
+        index=index, mappings={"properties": {"service": {"type": "long"}}}
+    )
     first_id = redis_client.xadd(STREAM, {"data": json.dumps(make_log(3))}).decode()
-    config = {**log_worker_config, "claim_idle_ms": 1, "max_deliveries": 1, "initial_backoff": 0}
-    try:
-        with LogWorker(config) as worker:
-            for replays in (0, 1):  # dead-lettered the first time, and after one replay
-                if replays:
-                    out = killkrill(redis_url, "dlq", "replay", "--all")
-                    assert out.returncode == 0, out.stderr
-                assert worker.process_batch(count=1, max_retries=0).pending == 1
-                assert worker.process_batch(count=1).dead_lettered == 1
-        [letter] = redis_client.xrange(DEAD_LETTER)
-        fields = letter[1]
-        assert fields[b"source_id"] != first_id.encode()  # the letter of the replayed entry
-        assert fields[b"origin_id"] == first_id.encode()  # still naming the first one
-        listed = killkrill(redis_url, "dlq", "list", "--json")
-        [shown] = [json.loads(line) for line in listed.stdout.splitlines()]
-        assert (shown["origin_stream"], shown["origin_id"]) == (STREAM, first_id)
-    finally:
-        elasticsearch_client.indices.put_settings(
-            index=index, settings={"index.blocks.write": None}
-        )
+    with LogWorker(log_worker_config) as worker:
+        for replays in (0, 1):  # dead-lettered the first time, and after one replay
+            if replays:
+                out = killkrill(redis_url, "dlq", "replay", "--all")
+                assert out.returncode == 0, out.stderr
+            result = worker.process_batch(count=1)
+            assert result.dead_lettered == 1
+            assert "failed to parse field [service]" in result.errors[0]
+    [letter] = redis_client.xrange(DEAD_LETTER)
+    fields = letter[1]
+    assert fields[b"source_id"] != first_id.encode()  # the letter of the replayed entry
+    assert fields[b"origin_id"] == first_id.encode()  # still naming the first one
+    listed = killkrill(redis_url, "dlq", "list", "--json")
+    [shown] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (shown["origin_stream"], shown["origin_id"]) == (STREAM, first_id)
+    elasticsearch_client.indices.delete(index=index)  # the fix: the template's mapping again
     out = killkrill(redis_url, "dlq", "replay", "--all")
     assert out.returncode == 0, out.stderr
     with LogWorker(log_worker_config) as worker:

@@ -7,11 +7,13 @@ import signal
 import time
 from urllib.parse import urlsplit
 
+import psycopg2
 import pytest
+from pending import QUICK_RECLAIM_ENV, QUICK_RECLAIM_MS, age_pending
 
-from killkrill.errors import ValidationError
+from killkrill.errors import RejectedBatch, ValidationError
 from killkrill.streams.dead_letter import iter_dead_letters
-from killkrill.workers.metrics import MetricsWorker
+from killkrill.workers.metrics import MetricsWorker, Sample
 
 DLQ = "metrics-stream:dead-letter"
 
@@ -80,8 +82,8 @@ def test_database_unreachable_leaves_entries_pending_then_they_are_delivered(
     assert redis_client.xlen("metrics-stream") == 3
     assert redis_client.xpending("metrics-stream", "metrics-worker")["pending"] == 3
 
-    time.sleep(0.2)
-    with MetricsWorker({**metrics_worker_config, "claim_idle_ms": 100}) as worker:
+    age_pending(redis_client, "metrics-stream", "metrics-worker")  # as if an hour went by
+    with MetricsWorker(metrics_worker_config) as worker:
         assert worker.aggregate_batch()["success"] == 3
     assert totals() == {"retried": (3, 3.0)}
     assert redis_client.xlen(DLQ) == 0
@@ -114,7 +116,9 @@ def test_postgres_restart_mid_run_loses_nothing(
     def batch(n: int) -> list[bytes]:
         return [make_sample("pg_restart", 1, {"k": str(i % 20)}) for i in range(n)]
 
-    worker = spawn_worker("--batch-size", "200", "--claim-idle-ms", "1000")
+    worker = spawn_worker(
+        "--batch-size", "200", "--claim-idle-ms", QUICK_RECLAIM_MS, env=QUICK_RECLAIM_ENV
+    )
     add_samples("metrics-stream", batch(2000))
     wait_until(lambda: sum(c for c, _ in totals().values()) > 0, 30, "first samples applied")
     managed_postgres.stop()
@@ -139,3 +143,75 @@ def test_postgres_restart_mid_run_loses_nothing(
     assert totals() == {"pg_restart": (5000, 5000.0)}
     assert redis_client.xlen(DLQ) == 0
     assert "batch left pending, waiting for the sink" in worker.output()
+
+
+# --- one bad sample does not poison its batch (real PostgreSQL) ---------------------------------
+
+TS = 1_704_542_400  # 2024-01-06T12:00:00Z: one bucket for every sample below
+
+
+def _applied_entries(url: str) -> int:
+    conn = psycopg2.connect(url, connect_timeout=3)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM metric_applied_entries")
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.mark.integration
+def test_one_bad_sample_does_not_poison_its_batch(
+    redis_client, metrics_worker_config, add_samples, make_sample, totals
+):
+    """Among good samples: a label value holding NUL (jsonb cannot store it), two samples
+    whose sum overflows a double in one bucket, and one that overflows the sum already
+    stored. Only those are dead-lettered, with the reason; every other sample is aggregated
+    exactly once (totals exact, one ledger row each)."""
+    add_samples("metrics-stream", [make_sample("stored_total", 1e308, ts=TS)])
+    with MetricsWorker(metrics_worker_config) as worker:
+        assert worker.aggregate_batch().success == 1
+        good = [make_sample("requests_total", 1, {"code": "200"}, ts=TS + i) for i in range(6)]
+        nul = make_sample("requests_total", 1, {"code": "2\u000000"}, ts=TS)
+        big_a = make_sample("big_total", 1e308, ts=TS + 1)
+        big_b = make_sample("big_total", 1e308, ts=TS + 2)
+        over_stored = make_sample("stored_total", 1e308, ts=TS + 3)
+        batch = [good[0], good[1], nul, good[2], big_a, good[3], big_b, good[4], over_stored]
+        ids = dict(zip(["g0", "g1", "nul", "g2", "a", "g3", "b", "g4", "s"], add_samples(
+            "metrics-stream", [*batch, good[5]]
+        ), strict=False))  # fmt: skip
+        result = worker.aggregate_batch(count=100)
+
+    assert (result.success, result.dead_lettered, result.pending) == (7, 3, 0)
+    assert totals() == {
+        "requests_total": (6, 6.0),
+        "big_total": (1, 1e308),
+        "stored_total": (1, 1e308),
+    }
+    assert _applied_entries(metrics_worker_config["database_url"]) == 1 + 7
+    assert redis_client.xlen("metrics-stream") == 0
+    assert redis_client.xpending("metrics-stream", "metrics-worker")["pending"] == 0
+    letters = {d.source_id: d for d in iter_dead_letters(redis_client, DLQ)}
+    assert ids["nul"] in letters and ids["s"] in letters
+    assert "NUL character" in letters[ids["nul"]].reason
+    assert letters[ids["nul"]].data == nul  # byte for byte
+    [big_letter] = [letters[i] for i in (ids["a"], ids["b"]) if i in letters]
+    for letter in (big_letter, letters[ids["s"]]):
+        assert "SQLSTATE 22003" in letter.reason
+        assert "out of range" in letter.reason
+
+
+@pytest.mark.integration
+def test_postgresql_data_errors_are_permanent_and_others_apply(metrics_worker, totals):
+    """What reaches PostgreSQL and is refused for its data (a NUL in a label value past
+    the schema, e.g. an entry written by another tool) is a permanent error, with
+    PostgreSQL's reason; the same transaction without it applies."""
+    bad = Sample("jobs_total", 1.0, (("path", "a\x00b"),), float(TS), "counter")
+    ok = Sample("jobs_total", 2.0, (("path", "ab"),), float(TS), "counter")
+    with pytest.raises(RejectedBatch, match="SQLSTATE 22P05"):
+        metrics_worker.store.apply([("metrics-stream", "1-1", ok), ("metrics-stream", "1-2", bad)])
+    assert totals() == {}
+    assert metrics_worker.store.apply([("metrics-stream", "1-1", ok)]).applied == ["1-1"]
+    assert totals() == {"jobs_total": (1, 2.0)}
+    errors = metrics_worker.instruments.db_errors.labels("data")._value.get()
+    assert errors == 1

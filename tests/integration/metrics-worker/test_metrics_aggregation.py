@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from pending import QUICK_RECLAIM_ENV, QUICK_RECLAIM_MS, age_pending
 from sqlalchemy import select
 
 from killkrill.db import AggregatedMetric, Base, MetricSeries, create_engine
@@ -129,8 +130,8 @@ def test_crash_after_commit_before_ack_is_exactly_once(
     assert redis_client.xlen("metrics-stream") == 50
     assert redis_client.xpending("metrics-stream", "metrics-worker")["pending"] == 50
 
-    time.sleep(0.3)
-    with MetricsWorker({**metrics_worker_config, "claim_idle_ms": 200}) as worker:
+    age_pending(redis_client, "metrics-stream", "metrics-worker")  # it died an hour ago
+    with MetricsWorker(metrics_worker_config) as worker:
         result = worker.aggregate_batch(count=100)
         duplicates = worker.instruments.duplicates.labels("metrics-stream")._value.get()
 
@@ -158,13 +159,17 @@ def test_sigkill_during_100k_run_then_restart_gives_exact_totals(
     def applied() -> int:
         return sum(c for c, _ in totals().values())
 
-    first = spawn_worker("--batch-size", "2000", "--claim-idle-ms", "500")
+    first = spawn_worker(
+        "--batch-size", "2000", "--claim-idle-ms", QUICK_RECLAIM_MS, env=QUICK_RECLAIM_ENV
+    )
     wait_until(lambda: applied() >= 20_000, 60, "20,000 samples applied by the first worker")
     first.signal(signal.SIGKILL)
     assert first.wait(10) == -signal.SIGKILL
     assert applied() < n, "the first worker finished before it could be killed"
 
-    second = spawn_worker("--batch-size", "2000", "--claim-idle-ms", "500")
+    second = spawn_worker(
+        "--batch-size", "2000", "--claim-idle-ms", QUICK_RECLAIM_MS, env=QUICK_RECLAIM_ENV
+    )
     wait_until(
         lambda: (
             redis_client.xlen("metrics-stream") == 0

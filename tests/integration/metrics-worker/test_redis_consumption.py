@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from pending import age_pending
 
 from killkrill.workers.metrics import MetricsWorker
 
@@ -111,9 +112,9 @@ async def test_pending_entries_of_a_dead_consumer_are_reclaimed(
     add_samples("metrics-stream", [make_sample("reclaimed", i) for i in range(20)])
     redis_client.xgroup_create("metrics-stream", "metrics-worker", id="0")
     redis_client.xreadgroup("metrics-worker", "dead-consumer", {"metrics-stream": ">"}, count=15)
-    await asyncio.sleep(0.2)
+    age_pending(redis_client, "metrics-stream", "metrics-worker")  # it died an hour ago
 
-    worker = MetricsWorker({**metrics_worker_config, "consumer": "alive", "claim_idle_ms": 100})
+    worker = MetricsWorker({**metrics_worker_config, "consumer": "alive"})
     try:
         result = await worker.process_stream_async("metrics")
     finally:

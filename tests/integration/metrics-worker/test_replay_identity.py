@@ -12,6 +12,7 @@ import signal
 import psycopg2
 import pytest
 from killkrill_command import killkrill
+from pending import age_pending
 
 from metrics_worker.worker import MetricsWorker
 
@@ -46,7 +47,8 @@ def test_an_entry_applied_and_dead_lettered_is_counted_once_after_replay(
     assert totals() == {"replayed": (1, 5.0)}  # committed, never acked
     assert redis_client.xpending(STREAM, "metrics-worker")["pending"] == 1
 
-    redelivering = {**metrics_worker_config, "claim_idle_ms": 1, "max_deliveries": 1}
+    age_pending(redis_client, STREAM, "metrics-worker")  # its dead consumer's, long idle
+    redelivering = {**metrics_worker_config, "max_deliveries": 1}
     with MetricsWorker(redelivering) as worker:
         result = worker.aggregate_batch(count=10)
         assert result.dead_lettered == 1

@@ -45,8 +45,15 @@ def pipeline(
         "ELASTICSEARCH_URL": elasticsearch_url,
         "DATABASE_URL": database_schema,
         "KILLKRILL_ELASTICSEARCH__INDEX_PREFIX": ES_INDEX_PREFIX,
-        # Reclaim a killed worker's pending entries quickly in the recovery tests.
-        "KILLKRILL_CONSUMER__CLAIM_IDLE_MS": "1000",
+        # Reclaim a killed worker's pending entries quickly in the recovery tests: short
+        # timeouts and no in-batch retries bound a live batch to 2 x (2 x 1 s + 1 s), which
+        # claim_idle_ms must exceed (checked at load).
+        "KILLKRILL_CONSUMER__CLAIM_IDLE_MS": "6100",
+        "KILLKRILL_CONSUMER__BLOCK_MS": "200",
+        "KILLKRILL_RETRY__MAX_RETRIES": "0",
+        "KILLKRILL_REDIS__SOCKET_TIMEOUT": "1",
+        "KILLKRILL_ELASTICSEARCH__REQUEST_TIMEOUT": "1",
+        "KILLKRILL_AGGREGATION__STATEMENT_TIMEOUT": "1",
     }
     running = LocalPipeline(env, ports)
     running.ports = ports  # type: ignore[attr-defined]

@@ -10,7 +10,13 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from killkrill.errors import DeadLetterFull, LogParseError, ServiceUnavailable, ValidationError
+from killkrill.errors import (
+    DeadLetterFull,
+    LogParseError,
+    RejectedBatch,
+    ServiceUnavailable,
+    ValidationError,
+)
 from killkrill.streams import async_client
 from killkrill.streams.consumer import ConsumerGroup, Entry
 from killkrill.streams.dead_letter import DeadLetterFilter, iter_dead_letters
@@ -235,7 +241,7 @@ async def test_batch_delivers_rejects_and_dead_letters_parse_failures(
 ) -> None:
     _add(redis_client, {"n": 1}, {"bad": True}, {"n": 3}, b"{not json")
     sink = ScriptedSink({3: Reject("mapper_parsing_exception: n is not a date")})
-    result = await _worker(aclient, sink).run_batch(10)
+    result = await _worker(aclient, sink).run(10, chunk=10)
     assert (result["success"], result["failed"], result.dead_lettered) == (1, 3, 3)
     letters = list(iter_dead_letters(redis_client, f"{STREAM}:dead-letter"))
     reasons = sorted(letter.reason for letter in letters)
@@ -251,7 +257,7 @@ async def test_stop_on_error_raises_after_handling_the_rest(
     _add(redis_client, {"n": 1}, {"bad": True}, {"n": 3})
     sink = ScriptedSink()
     with pytest.raises(LogParseError, match="moved to unit-stream:dead-letter"):
-        await _worker(aclient, sink).run_batch(10, stop_on_error=True)
+        await _worker(aclient, sink).run(10, chunk=10, stop_on_error=True)
     assert sink.calls == [[1, 3]]
     assert redis_client.xlen(STREAM) == 0
     assert redis_client.xlen(f"{STREAM}:dead-letter") == 1
@@ -262,28 +268,119 @@ async def test_retryable_items_are_retried_then_delivered(
 ) -> None:
     _add(redis_client, {"n": 1}, {"n": 2})
     sink = ScriptedSink(ServiceUnavailable("timeout"), {2: Retry("429 too many requests")})
-    result = await _worker(aclient, sink).run_batch(10, max_retries=2)
+    result = await _worker(aclient, sink).run(10, chunk=10, max_retries=2)
     assert sink.calls == [[1, 2], [1, 2], [2]]
     assert (result.success, result.failed, result.retries, result.attempts) == (2, 0, 2, 3)
     assert redis_client.xlen(STREAM) == 0
 
 
-async def test_exhausted_retries_stay_pending_then_dead_letter_past_max_deliveries(
+async def test_transient_failures_never_count_as_deliveries(
     aclient: aioredis.Redis, redis_client: redis.Redis
 ) -> None:
+    """A sink busy far longer than ``max_deliveries`` reclaims: every delivery that ended in
+    Retry is handed back, so the entry is delivered once the sink answers, never
+    dead-lettered."""
     _add(redis_client, {"n": 1})
-    always_busy = [{1: Retry("503 unavailable")}] * 10
+    always_busy = [{1: Retry("503 unavailable")}] * 8
     worker = _worker(aclient, ScriptedSink(*always_busy), claim_idle_ms=0, max_deliveries=2)
-    first = await worker.run_batch(10, max_retries=1)
-    assert (first.success, first.pending, first.failed) == (0, 1, 1)
-    assert redis_client.xlen(STREAM) == 1  # not acked: it comes back
-    second = await worker.run_batch(10, max_retries=0)  # redelivered (deliveries=2)
-    assert second.pending == 1
-    third = await worker.run_batch(10)  # deliveries=3 > max_deliveries
-    assert third.dead_lettered == 1
-    [letter] = list(iter_dead_letters(redis_client, f"{STREAM}:dead-letter"))
+    for _ in range(8):  # 8 deliveries > max_deliveries, each reclaimed (idle >= 0 ms)
+        result = await worker.run(1, chunk=1, max_retries=0)
+        assert (result.success, result.pending, result.dead_lettered) == (0, 1, 0)
+        [row] = redis_client.xpending_range(STREAM, "g", "-", "+", 10)
+        assert row["times_delivered"] == 0  # this delivery handed back
+    result = await worker.run(1, chunk=1)
+    assert (result.success, result.dead_lettered) == (1, 0)
+    assert redis_client.xlen(f"{STREAM}:dead-letter") == 0
+    assert redis_client.xlen(STREAM) == 0
+
+
+class CrashingSink(ScriptedSink):
+    """A poison record that makes the worker fail in a way no verdict covers (a bug, a crash)."""
+
+    async def write(self, items: Sequence[Item[dict[str, object]]]) -> Mapping[str, Outcome]:
+        self.calls.append([int(str(item.record["n"])) for item in items])
+        raise RuntimeError("segfault-like crash on this record")
+
+
+async def test_a_poison_entry_that_crashes_the_worker_still_reaches_the_dead_letter_stream(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    [entry_id] = _add(redis_client, {"n": 1})
+    worker = _worker(aclient, CrashingSink(), claim_idle_ms=0, max_deliveries=2)
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            await worker.run(1, chunk=1)
+    result = await worker.run(1, chunk=1)  # the 3rd delivery: past max_deliveries
+    assert result.dead_lettered == 1
+    [letter] = iter_dead_letters(redis_client, f"{STREAM}:dead-letter")
+    assert (letter.source_id, letter.attempts) == (entry_id, 3)
     assert "delivered 3 times" in letter.reason
     assert redis_client.xlen(STREAM) == 0
+
+
+class RefusingSink(ScriptedSink):
+    """Refuses, as a whole, every write holding a record whose ``n`` is in ``bad``."""
+
+    def __init__(self, *bad: int) -> None:
+        super().__init__()
+        self.bad = set(bad)
+
+    async def write(self, items: Sequence[Item[dict[str, object]]]) -> Mapping[str, Outcome]:
+        ns = [int(str(item.record["n"])) for item in items]
+        self.calls.append(ns)
+        guilty = sorted(self.bad.intersection(ns))
+        if guilty:
+            raise RejectedBatch(f"value out of range in record {guilty[0]}")
+        return {item.entry.id: DELIVERED for item in items}
+
+
+async def test_a_batch_refused_for_good_is_split_down_to_the_entries_at_fault(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    ids = _add(redis_client, *[{"n": i} for i in range(10)])
+    sink = RefusingSink(3, 7)
+    result = await _worker(aclient, sink).run(10, chunk=10)
+    assert (result.success, result.dead_lettered, result.pending) == (8, 2, 0)
+    delivered = sorted(n for call in sink.calls[1:] for n in call if not sink.bad & set(call))
+    assert delivered == [0, 1, 2, 4, 5, 6, 8, 9]  # each written exactly once
+    assert sink.calls[0] == list(range(10))
+    assert len(sink.calls) == result.attempts <= 2 * 2 * 4  # halves, down to the two at fault
+    letters = {
+        d.source_id: d.reason for d in iter_dead_letters(redis_client, f"{STREAM}:dead-letter")
+    }
+    assert letters == {
+        ids[3]: "value out of range in record 3",
+        ids[7]: "value out of range in record 7",
+    }
+    assert redis_client.xlen(STREAM) == 0
+
+
+async def test_a_stop_cuts_a_long_retry_backoff_short(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    """In a retry backoff of an hour, a stop request returns at once; the entries stay
+    pending (this delivery handed back) for whoever comes next."""
+    _add(redis_client, {"n": 1}, {"n": 2})
+    waiting = asyncio.Event()
+
+    class HourLong(Backoff):
+        def delay(self, attempt: int) -> float:
+            waiting.set()  # the lane sleeps right after asking
+            return 3600.0
+
+    group = ConsumerGroup(aclient, STREAM, "g", "c1")
+    busy = ScriptedSink(*[{2: Retry("429 too many requests")}] * 3)
+    worker = StreamWorker(
+        group, busy, parse_each(parse), worker_name="test-worker", backoff=HourLong()
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(10, chunk=10, stop=stop))
+    await asyncio.wait_for(waiting.wait(), timeout=10)
+    stop.set()
+    result = await asyncio.wait_for(running, timeout=5)
+    assert (result.success, result.pending, result.retries) == (1, 1, 1)
+    [row] = redis_client.xpending_range(STREAM, "g", "-", "+", 10)
+    assert row["times_delivered"] == 0
 
 
 async def test_run_drains_in_chunks_and_raises_parse_error_last(

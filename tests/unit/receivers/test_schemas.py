@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 
 from killkrill.errors import LogParseError, ValidationError
 from killkrill.schemas import (
@@ -156,6 +157,7 @@ def test_validate_metric_defaults_and_normalises() -> None:
         ({"name": "up", "value": 1, "labels": ["a"]}, "labels", "object of string"),
         ({"name": "up", "value": 1, "labels": {"1a": "x"}}, "labels.1a", "not a valid label"),
         ({"name": "up", "value": 1, "labels": {"a": 1}}, "labels.a", "must be strings"),
+        ({"name": "up", "value": 1, "labels": {"a": "x\x00"}}, "labels.a", "NUL character"),
         ({"name": "up", "value": 1, "type": "meter"}, "type", "not a metric type"),
         ({"name": "up", "value": 1, "timestamp": "later"}, "timestamp", "RFC 3339"),
         ({"name": "up", "value": 1, "host": "a"}, "host", "unknown field"),
@@ -177,3 +179,5 @@ def test_metric_model_round_trip() -> None:
     assert model.timestamp == datetime(2024, 1, 6, 12, tzinfo=UTC)
     assert orjson.loads(model.to_json())["timestamp"] == "2024-01-06T12:00:00.000000Z"
     assert MetricSample(name="up", value=1).labels == {}
+    with pytest.raises(PydanticValidationError, match="NUL character"):
+        MetricSample(name="up", value=1, labels={"a": "x\x00"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.connection import Connection
 
-from killkrill.streams.resp import bulk_strings, pack_command, pack_commands, pack_with
+from killkrill.streams.resp import bulk_strings, pack_command, pack_with
 
 
 def test_pack_command_is_resp_array_of_bulk_strings() -> None:
@@ -24,10 +24,6 @@ def test_shared_tail_equals_packing_every_argument() -> None:
     tail = bulk_strings(ids)
     assert pack_with(("XDEL", "s"), tail, len(ids)) == pack_command("XDEL", "s", *ids)
     assert bulk_strings(ids[:2]) == b"$3\r\n1-0\r\n$16\r\n1700000000000-12\r\n"
-
-
-def test_pack_commands_concatenates() -> None:
-    assert pack_commands(("MULTI",), ("EXEC",)) == pack_command("MULTI") + pack_command("EXEC")
 
 
 def test_the_same_bytes_redis_py_sends() -> None:

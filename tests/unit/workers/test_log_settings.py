@@ -36,7 +36,7 @@ def test_seed_config_maps_onto_the_settings() -> None:
         ({"environment": "prod"}, ("transform", "environment"), "prod"),
         ({"version": "9"}, ("transform", "version"), "9"),
         ({"consumer_group": "g"}, ("consumer", "group"), "g"),
-        ({"claim_idle_ms": 5}, ("consumer", "claim_idle_ms"), 5),
+        ({"claim_idle_ms": 200_000}, ("consumer", "claim_idle_ms"), 200_000),
         ({"max_retries": 0}, ("retry", "max_retries"), 0),
         ({"ops_port": 0}, ("ops", "port"), 0),
         ({"drop_fields": ["a"]}, ("transform", "drop_fields"), ["a"]),

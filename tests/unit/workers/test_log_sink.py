@@ -1,4 +1,4 @@
-"""The Elasticsearch sink's boundary: whole-request errors and 413 splitting.
+"""The Elasticsearch sink's boundary: whole-request errors, retryable or about a document.
 
 The Elasticsearch client is replaced by a small stand-in with the one method the sink calls
 (``bulk``), raising the client's own exception types; the integration tests use the real
@@ -15,9 +15,9 @@ import pytest
 from elastic_transport import ApiResponseMeta, ConnectionError, ConnectionTimeout, HttpHeaders
 from elasticsearch import ApiError
 
-from killkrill.errors import ServiceUnavailable
+from killkrill.errors import RejectedBatch, ServiceUnavailable
 from killkrill.streams.consumer import Entry
-from killkrill.workers.base import DELIVERED, Item, Reject
+from killkrill.workers.base import DELIVERED, Item
 from killkrill.workers.logs.sink import ElasticsearchSink
 from killkrill.workers.logs.transform import LogDocument, action_line
 
@@ -27,26 +27,23 @@ class _Response:
         self.body = body
 
 
-def _api_error(status: int) -> ApiError:
+def _api_error(status: int, kind: str = "t") -> ApiError:
     meta = ApiResponseMeta(
         status=status, http_version="1.1", headers=HttpHeaders(), duration=0.0, node=None
     )
-    return ApiError("boom", meta=meta, body={"error": {"type": "t", "reason": "r"}})
+    return ApiError("boom", meta=meta, body={"error": {"type": kind, "reason": "r"}})
 
 
 class StubClient:
     """Answers ``bulk`` with the next scripted exception or success."""
 
-    def __init__(self, *script: Any, max_docs: int | None = None) -> None:
+    def __init__(self, *script: Any) -> None:
         self.script = list(script)
         self.calls: list[int] = []
-        self.max_docs = max_docs
 
     async def bulk(self, *, operations: bytes, **_: Any) -> _Response:
         docs = operations.count(b"\n") // 2
         self.calls.append(docs)
-        if self.max_docs is not None and docs > self.max_docs:
-            raise _api_error(413)
         if self.script:
             step = self.script.pop(0)
             if isinstance(step, BaseException):
@@ -77,6 +74,7 @@ def items(n: int, size: int = 10) -> list[Item[LogDocument]]:
         _api_error(429),
         _api_error(503),
         _api_error(401),
+        _api_error(400, "media_type_header_exception"),  # about the request, not a document
     ],
 )
 async def test_whole_request_failures_mean_retry_everything(error: BaseException) -> None:
@@ -91,16 +89,19 @@ async def test_success_answers_every_item() -> None:
     assert await sink.write([]) == {}
 
 
-async def test_request_too_large_is_split_and_a_lone_giant_is_rejected() -> None:
-    client = StubClient(max_docs=2)
-    sink = ElasticsearchSink(client)  # type: ignore[arg-type]
-    out = await sink.write(items(5))
-    assert out == {f"1-{i}": DELIVERED for i in range(5)}
-    assert client.calls == [5, 2, 3, 1, 2]  # 5 -> 2 + 3 -> 2 + (1 + 2)
-
-    client = StubClient(max_docs=0)
-    out = await ElasticsearchSink(client).write(items(2))  # type: ignore[arg-type]
-    assert all(isinstance(o, Reject) and "413" in o.reason for o in out.values())
+@pytest.mark.parametrize(
+    "error",
+    [
+        _api_error(413),
+        _api_error(400, "action_request_validation_exception"),
+        _api_error(400, "illegal_argument_exception"),
+    ],
+)
+async def test_whole_request_errors_about_a_document_refuse_the_batch(error: ApiError) -> None:
+    """The worker splits such a batch (see StreamWorker); the sink only says so."""
+    sink = ElasticsearchSink(StubClient(error))  # type: ignore[arg-type]
+    with pytest.raises(RejectedBatch, match=f"elasticsearch {error.meta.status}"):
+        await sink.write(items(3))
 
 
 class SlowClient(StubClient):
@@ -128,10 +129,3 @@ async def test_max_in_flight_caps_concurrent_bulk_requests(cap: int | None, expe
     answers = await asyncio.gather(*(sink.write(items(2)) for _ in range(5)))
     assert all(a == {"1-0": DELIVERED, "1-1": DELIVERED} for a in answers)
     assert client.most_open == expected
-
-
-async def test_a_split_under_the_cap_does_not_wait_for_itself() -> None:
-    client = StubClient(max_docs=2)
-    sink = ElasticsearchSink(client, max_in_flight=1)  # type: ignore[arg-type]
-    out = await asyncio.wait_for(sink.write(items(5)), timeout=2)
-    assert out == {f"1-{i}": DELIVERED for i in range(5)}

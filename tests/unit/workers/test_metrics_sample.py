@@ -113,6 +113,10 @@ def test_other_forms_fall_back_to_full_validation(obj: dict[str, Any]) -> None:
         ({"name": "x", "value": 1, "labels": {}, "timestamp": 1.0, "host": "a"}, "unknown"),
         ({"name": "x", "value": 1, "labels": {}, "timestamp": -1.0, "type": "gauge"}, "1970"),
         ({"name": "x", "value": 1, "labels": {}, "timestamp": 1.0, "type": ["gauge"]}, "type"),
+        (
+            {"name": "x", "value": 1, "labels": {"a": "b\x00c"}, "timestamp": 1.0, "type": "gauge"},
+            "NUL character",  # jsonb cannot hold it: refused before PostgreSQL sees it
+        ),
     ],
 )
 def test_invalid_records_never_pass_the_fast_path(obj: dict[str, Any], reason: str) -> None:

@@ -35,7 +35,7 @@ def test_full_redis_url_is_kept() -> None:
 
 
 def test_unknown_keys_and_bad_values_are_config_errors() -> None:
-    with pytest.raises(ConfigError, match="unknown metrics worker config key"):
+    with pytest.raises(ConfigError, match="unknown metrics worker setting"):
         settings_from_seed({"bucket_secs": 5})
     with pytest.raises(ConfigError, match="bucket_seconds"):
         settings_from_seed({"bucket_seconds": 0})
