@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -153,6 +153,17 @@ class ProcessSettings(_Group):
         description="Pipeline name (a DNS label): a non-default one prefixes every stream key "
         "with `<pipeline>:`.",
     )
+
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description="Lowest level of the JSON log lines written to stdout (debug, info, "
+        "warning, error; any case). Flag: --log-level. Env: KILLKRILL_LOG_LEVEL.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("pipeline")
     @classmethod

@@ -4,7 +4,8 @@
 * :class:`MetricSample`, :class:`MetricType`, :func:`parse_metric_sample`,
   :func:`validate_metric` - metric entries.
 * :func:`normalise_level`, :func:`parse_timestamp`, :func:`format_timestamp` - the rules
-  both use, and :class:`RecordLimits` for size limits.
+  both use, :class:`RecordLimits` for size limits and the accepted time window
+  (:class:`TimeWindow`, from :meth:`RecordLimits.window`).
 
 ``validate_*`` are the receivers' fast path (dict in, normalised dict out); ``parse_*``
 return typed models for the workers. Both raise :class:`killkrill.errors.ValidationError`
@@ -12,7 +13,7 @@ return typed models for the workers. Both raise :class:`killkrill.errors.Validat
 """
 
 from killkrill.schemas.levels import LEVELS, Level, normalise_level
-from killkrill.schemas.limits import UNLIMITED, RecordLimits
+from killkrill.schemas.limits import UNLIMITED, RecordLimits, TimeWindow
 from killkrill.schemas.log import (
     LOG_REQUIRED_FIELDS,
     LogRecord,
@@ -45,6 +46,7 @@ __all__ = [
     "MetricSample",
     "MetricType",
     "RecordLimits",
+    "TimeWindow",
     "format_timestamp",
     "is_canonical_log",
     "normalise_level",

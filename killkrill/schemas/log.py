@@ -26,7 +26,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from killkrill.errors import LogParseError, ValidationError
 from killkrill.schemas.levels import LEVELS, Level, normalise_level
-from killkrill.schemas.limits import UNLIMITED, RecordLimits, too_long
+from killkrill.schemas.limits import UNLIMITED, RecordLimits, TimeWindow, too_long
 from killkrill.schemas.record import StreamRecord
 from killkrill.schemas.timestamps import (
     is_canonical_timestamp,
@@ -75,12 +75,16 @@ def is_canonical_log(obj: object) -> bool:
     return True
 
 
-def validate_log(obj: object, limits: RecordLimits = UNLIMITED) -> dict[str, Any]:
+def validate_log(
+    obj: object, limits: RecordLimits = UNLIMITED, *, window: TimeWindow | None = None
+) -> dict[str, Any]:
     """Check one decoded JSON value as a log record and return it normalised.
 
     ``obj`` (when a ``dict``) is modified in place: ``timestamp`` and ``level`` are replaced
     by their canonical forms. The record-size limit is checked by the caller after
-    serialising (see :func:`killkrill.schemas.dump_record`), not here.
+    serialising (see :func:`killkrill.receivers.batch.build_batch`), not here. The timestamp
+    must lie in ``window`` (default: ``limits.window()`` at the current time; pass one
+    computed per batch to save the clock reads).
     """
     if not isinstance(obj, dict):
         raise ValidationError(f"a log record must be a JSON object, not {_kind(obj)}", field="")
@@ -95,6 +99,10 @@ def validate_log(obj: object, limits: RecordLimits = UNLIMITED) -> dict[str, Any
         obj["timestamp"] = normalise_timestamp(obj["timestamp"])
     except ValueError as exc:
         raise ValidationError(str(exc), field="timestamp") from None
+    if window is None and limits is not UNLIMITED:
+        window = limits.window()
+    if window is not None:
+        window.check(obj["timestamp"])
     try:
         obj["level"] = normalise_level(obj["level"])
     except ValueError as exc:

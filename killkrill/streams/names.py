@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DATA_FIELD", "SCHEMA_VERSION", "VERSION_FIELD", "StreamNames"]
+__all__ = ["DATA_FIELD", "SCHEMA_VERSION", "VERSION_FIELD", "StreamNames", "stream_names"]
 
 DATA_FIELD = "data"
 """Entry field holding the record as JSON (the seed's shape)."""
@@ -42,3 +42,14 @@ class StreamNames:
     def dead_letter(stream: str) -> str:
         """Dead-letter stream of ``stream``: entries that can never succeed, with reasons."""
         return f"{stream}:dead-letter"
+
+
+def stream_names(pipeline: str | None, key_prefix: str = "") -> StreamNames:
+    """The one way to name a pipeline's streams from its settings: an explicit
+    ``redis.key_prefix`` wins, else the pipeline's own prefix (none for ``default``).
+
+    Call it as ``stream_names(settings.pipeline, settings.redis.key_prefix)``.
+    """
+    if key_prefix:
+        return StreamNames(prefix=key_prefix)
+    return StreamNames.for_pipeline(pipeline)
