@@ -165,7 +165,7 @@ class SyslogServer:
         if self._idle_task is not None:
             self._idle_task.cancel()
         for connection in list(self._connections):
-            connection.finish(partial_is_lost=True)
+            connection.finish(partial_is_lost=True, say_goodbye=True)
         self._udp_wakeup.set()
         writers = [c.writer for c in self._connections if c.writer is not None]
         if self._udp_task is not None:
@@ -218,7 +218,7 @@ class SyslogServer:
             for connection in list(self._connections):
                 if connection.idle_since(now) > timeout:
                     self.metrics.syslog_idle_closed.inc()
-                    connection.finish(partial_is_lost=False)
+                    connection.finish(partial_is_lost=False, say_goodbye=False)
 
     # -- UDP -------------------------------------------------------------------------
     def _on_datagram(self, data: bytes) -> None:
@@ -400,15 +400,24 @@ class _Connection(asyncio.Protocol):
             self.server.metrics.syslog_read_paused.dec()
 
     # -- state changes ----------------------------------------------------------------
-    def finish(self, *, partial_is_lost: bool) -> None:
-        """Read no more; the writer writes what was read and closes (stop, idle)."""
+    def finish(self, *, partial_is_lost: bool, say_goodbye: bool) -> None:
+        """Read no more; the writer writes what was read and closes (stop, idle).
+
+        ``say_goodbye`` half-closes the connection at once (TCP FIN): senders that check
+        their connection before each message (rsyslog does) stop sending here and reconnect
+        elsewhere, so less of what they send lands unread in this socket while it drains.
+        """
         if self.finishing:
             return
         self.finishing = True
         self.partial_is_lost = partial_is_lost
-        if self.transport is not None and not self.transport.is_closing():
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
             with contextlib.suppress(RuntimeError, AttributeError):
-                self.transport.pause_reading()
+                transport.pause_reading()
+            if say_goodbye and transport.can_write_eof():
+                with contextlib.suppress(OSError, RuntimeError):
+                    transport.write_eof()
         self.wakeup.set()
 
     def idle_since(self, now: float) -> float:
