@@ -14,6 +14,8 @@ import logging
 import signal
 from typing import Any
 
+import uvicorn
+
 from killkrill.config import ReceiverSettings
 from killkrill.ops import OpsServer
 from killkrill.receivers.auth import Authenticator
@@ -57,34 +59,36 @@ async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None
         refresh=sink.refresh_backlogs,
         routes=ops_routes(app) if app is not None else None,
     )
-    background: list[asyncio.Task[None]] = []
+    http_server = build_http_server(app, settings.http) if app is not None else None
+    http_task: asyncio.Task[None] | None = None
     syslog_server: SyslogServer | None = None
+    background: list[asyncio.Task[Any]] = []
     try:
-        ops_port = await ops.start()
-        stopped = asyncio.create_task(stop.wait(), name="stop")
-        background.append(stopped)  # type: ignore[arg-type]
-        http_server = build_http_server(app, settings.http) if app is not None else None
-        http_task: asyncio.Task[None] | None = None
-        if http_server is not None and auth is not None:
-            loop.add_signal_handler(signal.SIGHUP, auth.reload)
-            background.append(asyncio.create_task(auth.watch(), name="api-keys-watch"))
-            http_task = asyncio.create_task(http_server.serve(), name="http")
         if syslog:
             syslog_server = SyslogServer(settings, sink, metrics)
             await syslog_server.start()
+        if http_server is not None and auth is not None:
+            http_task = asyncio.create_task(http_server.serve(), name="http")
+            await _started(http_server, http_task)
+            loop.add_signal_handler(signal.SIGHUP, auth.reload)
+            background.append(asyncio.create_task(auth.watch(), name="api-keys-watch"))
+        # The ops port opens last: its /healthz answering means every listener is up.
+        ops_port = await ops.start()
         log.info("receiver started", extra={"http": http, "syslog": syslog, "ops_port": ops_port})
-        waits: list[asyncio.Task[Any]] = [stopped] if http_task is None else [stopped, http_task]
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        stopped = asyncio.create_task(stop.wait(), name="stop")
+        background.append(stopped)
+        await asyncio.wait(
+            [stopped] if http_task is None else [stopped, http_task],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
         stop.set()  # also when the HTTP server ended by itself
         log.info("shutting down: draining work in flight")
         if syslog_server is not None:
             await syslog_server.stop()
-        if http_server is not None and http_task is not None:
-            http_server.should_exit = True
-            await asyncio.gather(http_task, return_exceptions=True)
-            if not http_task.cancelled() and http_task.exception() is not None:
-                raise http_task.exception()  # type: ignore[misc]
     finally:
+        if http_server is not None and http_task is not None:
+            http_server.should_exit = True  # finishes the requests in flight
+            await asyncio.gather(http_task, return_exceptions=True)
         for task in background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -94,3 +98,14 @@ async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None
         await ops.stop()
         await client.aclose()
         log.info("stopped")
+    if http_task is not None and not http_task.cancelled() and http_task.exception():
+        raise http_task.exception()  # type: ignore[misc]
+
+
+async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    """Wait until uvicorn listens (it sets no event); raise what ended it if it failed."""
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the HTTP server stopped before it listened")
+        await asyncio.sleep(0.01)
