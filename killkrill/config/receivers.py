@@ -304,9 +304,10 @@ class SyslogSettings(_Group):
     tcp_buffer_bytes: int = Field(
         default=262_144,
         ge=1024,
-        description="Bytes read from one TCP/TLS connection and not yet in Redis; past it "
-        "the connection is not read until Redis catches up, so TCP flow control slows the "
-        "sender. Default 256 KiB; memory bound: max_connections times this.",
+        description="Bytes of complete frames read from one TCP/TLS connection and not yet "
+        "in Redis; past it the connection is not read until Redis catches up, so TCP flow "
+        "control slows the sender. Default 256 KiB. Memory bound: max_connections times "
+        "(this + max_frame_bytes + one 256 KiB read).",
     )
     max_connections: int = Field(
         default=1024,

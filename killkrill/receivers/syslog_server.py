@@ -380,7 +380,8 @@ class _Connection(asyncio.Protocol):
             self.buffered += sum(len(frame) for frame in frames) + FRAME_OVERHEAD * len(frames)
             self.server._count_read(self.name, len(frames))
             self.wakeup.set()
-        if not self.paused and self.buffered + self.splitter.buffered > self.limit:
+        # Only complete frames count: the rest of one still arriving must be read.
+        if not self.paused and self.buffered > self.limit:
             self._pause()
 
     def eof_received(self) -> bool | None:
@@ -455,7 +456,7 @@ class _Connection(asyncio.Protocol):
                     if server._give_up.is_set() and frames:
                         server._lose(len(frames), "shutdown")
                         frames.clear()
-                    if self.paused and self.buffered + self.splitter.buffered <= self.limit // 2:
+                    if self.paused and self.buffered <= self.limit // 2:
                         self._resume()
                     continue
                 if self.ended or self.finishing:

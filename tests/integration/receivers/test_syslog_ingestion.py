@@ -468,3 +468,23 @@ async def test_rsyslog_forwarding_over_tls(
     assert {(r["service"], r["level"], r["facility"]) for r in stored} == {
         ("secure", "warn", "auth")
     }
+
+
+async def test_a_frame_larger_than_the_connection_buffer_still_arrives(
+    start_syslog: Callable[..., Any], read_stream: ReadStream, redis_client: redis.Redis
+) -> None:
+    """The buffer bound pauses reading for frames waiting on Redis, never for the rest of
+    a frame still arriving (that would wait for ever)."""
+    server: SyslogServer = await start_syslog(**{"syslog.tcp_buffer_bytes": 1024})
+    message = b"<14>1 2024-01-06T12:00:00Z h app - - - " + b"x" * 5000
+    frame = f"{len(message)} ".encode() + message
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
+    writer.write(frame[:3000])
+    await writer.drain()
+    received = server.metrics.received_bytes.labels(protocol="syslog-tcp")
+    await wait_until(lambda: received._value.get() == 3000, "the first part to be read")
+    writer.write(frame[3000:] + b"<14>1 2024-01-06T12:00:00Z h app - - - next\n")
+    await writer.drain()
+    await wait_for(redis_client, 2)
+    writer.close()
+    assert [len(r["message"]) for r in read_stream("logs-stream")] == [5000, 4]
