@@ -40,7 +40,7 @@ from killkrill.receivers.metrics import ReceiverMetrics
 from killkrill.receivers.sink import Stream, StreamSink
 from killkrill.receivers.syslog_framing import FrameSplitter
 from killkrill.receivers.syslog_parser import parse_syslog
-from killkrill.schemas import TimeWindow, validate_log
+from killkrill.schemas import TimeWindow, check_log_limits
 
 __all__ = ["FRAME_OVERHEAD", "SyslogServer"]
 
@@ -271,21 +271,27 @@ class SyslogServer:
         self.metrics.syslog_lost.labels(reason=reason).inc(count)
 
     def _records(self, frames: Iterable[Frame], transport: str) -> list[bytes]:
-        """Parse and check ``frames``; the ones outside the record limits are counted."""
+        """Parse ``frames`` and check them against the record limits (the parser's records
+        are well formed: only the limits can refuse one); refused ones are counted."""
         s = self.settings
-        window: TimeWindow | None = self.limits.window()
+        limits = self.limits
+        window: TimeWindow | None = limits.window()
+        max_bytes = limits.max_record_bytes
         payloads: list[bytes] = []
+        arrived, received_at = 0.0, datetime.now(UTC)
         for frame, at in frames:
+            if at != arrived:  # frames of one read share their arrival time
+                arrived, received_at = at, datetime.fromtimestamp(at, UTC)
             record = parse_syslog(
                 frame,
-                received_at=datetime.fromtimestamp(at, UTC),
+                received_at=received_at,
                 default_service=s.default_service,
                 rfc3164_tz=s.rfc3164_zone,
             )
             self._format_counters[(transport, record.get("syslog_format", "unparsed"))].inc()
             try:
-                payload = orjson.dumps(validate_log(record, self.limits, window=window))
-                max_bytes = self.limits.max_record_bytes
+                check_log_limits(record, limits, window=window)
+                payload = orjson.dumps(record)
                 if max_bytes is not None and len(payload) > max_bytes:
                     raise ValidationError(
                         f"the record is {len(payload)} bytes as JSON; the limit is {max_bytes} "

@@ -17,6 +17,7 @@ from killkrill.schemas.limits import UNLIMITED, RecordLimits, TimeWindow
 from killkrill.schemas.log import (
     LOG_REQUIRED_FIELDS,
     LogRecord,
+    check_log_limits,
     is_canonical_log,
     parse_log_record,
     validate_log,
@@ -47,6 +48,7 @@ __all__ = [
     "MetricType",
     "RecordLimits",
     "TimeWindow",
+    "check_log_limits",
     "format_timestamp",
     "is_canonical_log",
     "normalise_level",

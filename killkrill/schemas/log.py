@@ -36,6 +36,7 @@ from killkrill.schemas.timestamps import (
 __all__ = [
     "LOG_REQUIRED_FIELDS",
     "LogRecord",
+    "check_log_limits",
     "is_canonical_log",
     "parse_log_record",
     "validate_log",
@@ -99,10 +100,6 @@ def validate_log(
         obj["timestamp"] = normalise_timestamp(obj["timestamp"])
     except ValueError as exc:
         raise ValidationError(str(exc), field="timestamp") from None
-    if window is None and limits is not UNLIMITED:
-        window = limits.window()
-    if window is not None:
-        window.check(obj["timestamp"])
     try:
         obj["level"] = normalise_level(obj["level"])
     except ValueError as exc:
@@ -118,6 +115,32 @@ def validate_log(
             f"must be a string, not {_kind(message)}; put structured data in other fields",
             field="message",
         )
+    if limits is not UNLIMITED or window is not None:
+        check_log_limits(obj, limits, window=window)
+    if len(obj) > 4:
+        for key in obj:
+            if not key or key[0] == "_":
+                raise ValidationError(
+                    "field names must be non-empty and must not start with '_' (reserved by "
+                    "Elasticsearch); rename the field",
+                    field=key,
+                )
+    return obj
+
+
+def check_log_limits(
+    record: dict[str, Any], limits: RecordLimits, *, window: TimeWindow | None = None
+) -> None:
+    """The limits part of :func:`validate_log`, for a record already in canonical form
+    (string ``service`` and ``message``, canonical ``timestamp``), such as the syslog
+    parser's: the time window (default ``limits.window()`` now), the lengths and the field
+    count. Raises :class:`~killkrill.errors.ValidationError` naming the setting."""
+    if window is None:
+        window = limits.window()
+    if window is not None:
+        window.check(record["timestamp"])
+    service: str = record["service"]
+    message: str = record["message"]
     if limits.max_service_length is not None and len(service) > limits.max_service_length:
         raise too_long(len(service), limits.max_service_length, "max_service_length", "service")
     if limits.max_message_length is not None and len(message) > limits.max_message_length:
@@ -128,21 +151,12 @@ def validate_log(
             "message",
             "; split the message or raise the limit",
         )
-    if limits.max_fields is not None and len(obj) > limits.max_fields:
+    if limits.max_fields is not None and len(record) > limits.max_fields:
         raise ValidationError(
-            f"the record has {len(obj)} top-level fields; the limit is {limits.max_fields} "
+            f"the record has {len(record)} top-level fields; the limit is {limits.max_fields} "
             "(limits.max_fields); nest related fields in an object",
             field="",
         )
-    if len(obj) > 4:
-        for key in obj:
-            if not key or key[0] == "_":
-                raise ValidationError(
-                    "field names must be non-empty and must not start with '_' (reserved by "
-                    "Elasticsearch); rename the field",
-                    field=key,
-                )
-    return obj
 
 
 class LogRecord(StreamRecord):
