@@ -79,6 +79,12 @@ class ReceiverMetrics:
             "Seconds syslog reading was paused by backpressure or Redis being unavailable.",
             registry=r,
         )
+        self.syslog_waiting_writes = Gauge(
+            "killkrill_receiver_syslog_waiting_writes",
+            "Syslog batches read and waiting for Redis to take them (backpressure or Redis "
+            "down); their connections' reading pauses once syslog.tcp_buffer_bytes is held.",
+            registry=r,
+        )
         self.syslog_read_paused = Gauge(
             "killkrill_receiver_syslog_read_paused_connections",
             "TCP/TLS syslog connections not being read because what they sent is not in "

@@ -324,6 +324,7 @@ class SyslogServer:
                         return
                     if paused_since is None:
                         paused_since = time.monotonic()
+                        self.metrics.syslog_waiting_writes.inc()
                         log.warning("syslog paused: %s", exc)
                     delay = exc.delay if isinstance(exc, Backpressure) else _UNAVAILABLE_PAUSE
                     with contextlib.suppress(TimeoutError):
@@ -332,6 +333,7 @@ class SyslogServer:
                 break
         finally:
             if paused_since is not None:
+                self.metrics.syslog_waiting_writes.dec()
                 self.metrics.syslog_paused.inc(time.monotonic() - paused_since)
         if paused_since is not None:
             log.info("syslog resumed")

@@ -197,9 +197,11 @@ async def test_tcp_backpressure_pauses_reading_and_loses_nothing(
     sender = asyncio.create_task(send())
     metrics = server.metrics
     await wait_until(
-        lambda: redis_client.xlen("logs-stream") == 50 and value(metrics.syslog_read_paused),
-        "the stream to reach its limit (5 batches of 10) and reading to pause",
+        lambda: value(metrics.syslog_waiting_writes) == 1 and value(metrics.syslog_read_paused),
+        "a batch to wait for the full stream and reading to pause",
     )
+    # Held back at the limit: the waiting batch of 10 would pass 50.
+    assert 40 < redis_client.xlen("logs-stream") <= 50
     read = value(metrics.received_bytes, protocol="syslog-tcp")
     assert 0 < read < sent, "the paused server has not read what was sent"
     seen = await drain(aredis, lambda seen: len(seen) >= len(lines))

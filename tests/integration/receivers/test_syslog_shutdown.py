@@ -97,11 +97,12 @@ def test_sigterm_writes_every_frame_read_while_rsyslog_holds_the_connection(
         )  # fmt: skip
 
         def held() -> float | None:
-            """Frames read once the stream is too full for the next batch of 50 and reading
-            is paused: nothing is read from then on, so the count is final."""
+            """Frames read once a batch waits for the full stream and reading is paused:
+            nobody drains the stream, so nothing more is read and the count is final."""
             text = httpx.get(ops).text
+            waiting = _metric(text, "killkrill_receiver_syslog_waiting_writes")
             paused = _metric(text, "killkrill_receiver_syslog_read_paused_connections")
-            if redis_client.xlen("logs-stream") > 150 and paused == 1:
+            if waiting == 1 and paused == 1:
                 return _metric(text, "killkrill_receiver_syslog_read_frames_total")
             return None
 
