@@ -3,7 +3,8 @@
 One Redis client, one stream sink, one metrics registry and one ops port
 (:class:`killkrill.ops.OpsServer` on ``ops.port``) per process. SIGTERM/SIGINT stop
 accepting, drain the work in flight (HTTP requests, every syslog frame already read) and
-return normally, so the process exits 0. SIGHUP re-reads the API keys file.
+return normally, so the process exits 0. SIGHUP re-reads the API keys file (and never
+ends a process, even one without keys).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _nothing_to_reload)
     client = async_client(settings.redis.url, socket_timeout=settings.redis.socket_timeout)
     metrics = ReceiverMetrics()
     names = stream_names(settings.pipeline, settings.redis.key_prefix)
@@ -93,13 +95,16 @@ async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if auth is not None:
-            loop.remove_signal_handler(signal.SIGHUP)
+        loop.remove_signal_handler(signal.SIGHUP)
         await ops.stop()
         await client.aclose()
         log.info("stopped")
     if http_task is not None and not http_task.cancelled() and http_task.exception():
         raise http_task.exception()  # type: ignore[misc]
+
+
+def _nothing_to_reload() -> None:
+    log.info("SIGHUP ignored: this process holds no API keys to reload (or is starting)")
 
 
 async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:

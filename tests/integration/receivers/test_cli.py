@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -60,6 +61,8 @@ def test_syslog_receiver_process(
         in metrics
     )
     assert httpx.get(f"http://127.0.0.1:{ops}/readyz").status_code == 200
+    proc.proc.send_signal(signal.SIGHUP)  # no keys here: ignored, never fatal
+    wait_for(lambda: "SIGHUP ignored" in proc.output(), 10, "the SIGHUP to be logged")
     assert proc.stop() == 0
 
 
