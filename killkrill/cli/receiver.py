@@ -30,11 +30,9 @@ _auth = click.option(
     default=None,
     help="Require API keys (default on). --no-auth is for local runs only.",
 )
-_log_level = click.option(
-    "--log-level",
-    type=click.Choice(["debug", "info", "warning", "error"]),
-    default="info",
-    show_default=True,
+_log_level = click.option("--log-level", help="debug, info (default), warning or error.")
+_ops_port = click.option(
+    "--ops-port", type=int, help="Port of /healthz, /readyz, /metrics (default 9140; 0: any)."
 )
 
 
@@ -49,6 +47,7 @@ def receiver() -> None:
 @_pipeline
 @_auth
 @_log_level
+@_ops_port
 @click.option("--host", help="Address to listen on (default 0.0.0.0).")
 @click.option("--port", type=int, help="Port (default 8080).")
 def http(
@@ -56,13 +55,15 @@ def http(
     redis_url: str | None,
     pipeline: str | None,
     auth: bool | None,
-    log_level: str,
+    log_level: str | None,
+    ops_port: int | None,
     host: str | None,
     port: int | None,
 ) -> None:
     """The HTTP API: /api/v1/logs, /api/v1/metrics, /api/v1/write, /healthz, /readyz, /metrics."""
-    settings = _load(config_file, redis_url, pipeline, auth, {"http.host": host, "http.port": port})
-    _run(settings, log_level, http=True, syslog=False)
+    overrides = {"http.host": host, "http.port": port, "ops.port": ops_port}
+    settings = _load(config_file, redis_url, pipeline, auth, log_level, overrides)
+    _run(settings, http=True, syslog=False)
 
 
 @receiver.command()
@@ -70,6 +71,7 @@ def http(
 @_redis
 @_pipeline
 @_log_level
+@_ops_port
 @click.option("--host", help="Address to listen on (default 0.0.0.0).")
 @click.option("--port", type=int, help="UDP and TCP port (default 5140).")
 @click.option("--udp/--no-udp", default=None, help="Listen on UDP (default on).")
@@ -77,12 +79,12 @@ def http(
 @click.option("--tls-port", type=int, help="Port for syslog over TLS (RFC 5425).")
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate.")
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key.")
-@click.option("--ops-port", type=int, help="Port of /healthz, /readyz, /metrics (default 9140).")
 def syslog(
     config_file: Path | None,
     redis_url: str | None,
     pipeline: str | None,
-    log_level: str,
+    log_level: str | None,
+    ops_port: int | None,
     host: str | None,
     port: int | None,
     udp: bool | None,
@@ -90,7 +92,6 @@ def syslog(
     tls_port: int | None,
     tls_cert: str | None,
     tls_key: str | None,
-    ops_port: int | None,
 ) -> None:
     """The syslog server: RFC 5424 and 3164 over UDP, TCP (octet-counted or LF) and TLS."""
     overrides = {
@@ -101,10 +102,10 @@ def syslog(
         "syslog.tls_port": tls_port,
         "syslog.tls_cert": tls_cert,
         "syslog.tls_key": tls_key,
-        "syslog.ops_port": ops_port,
+        "ops.port": ops_port,
     }
-    settings = _load(config_file, redis_url, pipeline, None, overrides)
-    _run(settings, log_level, http=False, syslog=True)
+    settings = _load(config_file, redis_url, pipeline, None, log_level, overrides)
+    _run(settings, http=False, syslog=True)
 
 
 @receiver.command("all")
@@ -113,16 +114,18 @@ def syslog(
 @_pipeline
 @_auth
 @_log_level
+@_ops_port
 def run_all(
     config_file: Path | None,
     redis_url: str | None,
     pipeline: str | None,
     auth: bool | None,
-    log_level: str,
+    log_level: str | None,
+    ops_port: int | None,
 ) -> None:
-    """HTTP API and syslog server in one process (the HTTP port serves /metrics)."""
-    settings = _load(config_file, redis_url, pipeline, auth, {})
-    _run(settings, log_level, http=True, syslog=True)
+    """HTTP API and syslog server in one process, with one ops port."""
+    settings = _load(config_file, redis_url, pipeline, auth, log_level, {"ops.port": ops_port})
+    _run(settings, http=True, syslog=True)
 
 
 def _load(
@@ -130,20 +133,27 @@ def _load(
     redis_url: str | None,
     pipeline: str | None,
     auth: bool | None,
+    log_level: str | None,
     overrides: dict[str, Any],
 ) -> ReceiverSettings:
     return ReceiverSettings.load(
         config_file,
-        {**overrides, "redis.url": redis_url, "pipeline": pipeline, "auth.enabled": auth},
+        {
+            **overrides,
+            "redis.url": redis_url,
+            "pipeline": pipeline,
+            "auth.enabled": auth,
+            "log_level": log_level,
+        },
     )
 
 
-def _run(settings: ReceiverSettings, log_level: str, *, http: bool, syslog: bool) -> None:
+def _run(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None:
     # Imported here so `killkrill --help` stays fast and light.
     from killkrill.jsonlog import configure_json_logging
     from killkrill.receivers.run import serve
 
-    configure_json_logging(log_level)
+    configure_json_logging(settings.log_level)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it

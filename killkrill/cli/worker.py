@@ -43,7 +43,7 @@ def worker() -> None:
 )
 @click.option("--environment", help="`environment` field added to documents.")
 @click.option("--ops-port", type=int, help="Port of /healthz /readyz /metrics (default 9102).")
-@click.option("--log-level", default="info", show_default=True, help="Log level.")
+@click.option("--log-level", help="debug, info (default), warning or error.")
 def logs(
     config_file: str | None,
     redis_url: str | None,
@@ -59,7 +59,7 @@ def logs(
     max_dead_letters: int | None,
     environment: str | None,
     ops_port: int | None,
-    log_level: str,
+    log_level: str | None,
 ) -> None:
     """Index the logs stream into Elasticsearch until SIGTERM (then finish, ack, exit 0).
 
@@ -69,10 +69,10 @@ def logs(
     from killkrill.config.workers import LogWorkerSettings
     from killkrill.workers.logs.service import serve
 
-    configure_json_logging(log_level)
     settings = LogWorkerSettings.load(
         config_file,
         overrides={
+            "log_level": log_level,
             "redis.url": redis_url,
             "elasticsearch.url": elasticsearch_url,
             "elasticsearch.index_prefix": index_prefix,
@@ -88,6 +88,7 @@ def logs(
             "ops.port": ops_port,
         },
     )
+    configure_json_logging(settings.log_level)
     sys.exit(asyncio.run(serve(settings)))
 
 
@@ -124,7 +125,7 @@ def logs(
 @click.option("--retention", help="Delete buckets older than this (e.g. 7d; default 7d).")
 @click.option("--prune-interval", type=float, help="Seconds between pruning rounds (0: off).")
 @click.option("--ops-port", type=int, help="Port of /healthz /readyz /metrics (default 9103).")
-@click.option("--log-level", default="info", show_default=True, help="Log level.")
+@click.option("--log-level", help="debug, info (default), warning or error.")
 def metrics(
     config_file: str | None,
     redis_url: str | None,
@@ -142,7 +143,7 @@ def metrics(
     retention: str | None,
     prune_interval: float | None,
     ops_port: int | None,
-    log_level: str,
+    log_level: str | None,
 ) -> None:
     """Aggregate metric streams into PostgreSQL until SIGTERM (then finish, ack, exit 0).
 
@@ -154,10 +155,10 @@ def metrics(
     from killkrill.config.workers import MetricsWorkerSettings
     from killkrill.workers.metrics.service import serve
 
-    configure_json_logging(log_level)
     settings = MetricsWorkerSettings.load(
         config_file,
         overrides={
+            "log_level": log_level,
             "redis.url": redis_url,
             "database.url": database_url,
             "pipeline": pipeline,
@@ -175,4 +176,5 @@ def metrics(
             "ops.port": ops_port,
         },
     )
+    configure_json_logging(settings.log_level)
     sys.exit(asyncio.run(serve(settings)))

@@ -163,6 +163,17 @@ class ProcessSettings(_Group):
         "with `<pipeline>:`.",
     )
 
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info",
+        description="Lowest level of the JSON log lines written to stdout (debug, info, "
+        "warning, error; any case). Flag: --log-level. Env: KILLKRILL_LOG_LEVEL.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
     @field_validator("pipeline")
     @classmethod
     def _pipeline(cls, value: str) -> str:

@@ -1,4 +1,5 @@
-"""Settings of the receivers: HTTP API, syslog server, record limits, backpressure, auth.
+"""Settings of the receivers: streams, HTTP API, syslog server, record limits, backpressure,
+auth and the ops port.
 
 Each group is a plain pydantic model (so the ``Pipeline`` CRD can embed it);
 :class:`ReceiverSettings` is the root a receiver process loads with
@@ -20,9 +21,12 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from killkrill.config.common import ProcessSettings, RedisSettings, _Group, load_config_file
+from killkrill.config.workers import OpsSettings
 from killkrill.errors import ConfigError
 
 __all__ = [
+    "LOG_STREAM",
+    "MAX_APPEND_BATCH",
     "ApiKey",
     "AuthSettings",
     "BackpressureSettings",
@@ -31,11 +35,22 @@ __all__ = [
     "RecordLimitSettings",
     "SyslogSettings",
     "hash_api_key",
+    "undeclared_key_streams",
 ]
 
 Scope = Literal["logs", "metrics", "remote_write"]
 ALL_SCOPES: tuple[Scope, ...] = ("logs", "metrics", "remote_write")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
+
+MAX_APPEND_BATCH = 10_000
+"""Records one append writes atomically (one Redis script call, ~10 ms of Redis time):
+the bound of every batch setting, so a 2xx (or the next syslog read) always means the
+whole batch (see :mod:`killkrill.streams.append`)."""
+
+LOG_STREAM = "logs"
+"""Name of the one log stream (``logs-stream``) in ``streams``; every other name there is a
+metric stream."""
 
 
 def hash_api_key(key: str) -> str:
@@ -57,6 +72,11 @@ class ApiKey(_Group):
     scopes: list[Scope] = Field(
         default_factory=lambda: list(ALL_SCOPES),
         description="Endpoints the key may post to: logs, metrics, remote_write. Default: all.",
+    )
+    streams: list[str] | None = Field(
+        default=None,
+        description="Streams the key may write (names from the receiver's `streams`); 403 "
+        "for any other. Default: every declared stream.",
     )
 
     @model_validator(mode="after")
@@ -87,7 +107,15 @@ class AuthSettings(_Group):
     keys_file: Path | None = Field(
         default=None,
         description="YAML/JSON file holding `keys: [...]` (same shape as `keys`), e.g. a "
-        "Kubernetes Secret mounted as a file. Read at start.",
+        "Kubernetes Secret mounted as a file. Read at start and again whenever it changes "
+        "(see `reload_interval`) or the process gets SIGHUP; a file that no longer reads "
+        "keeps the previous keys (and logs an error).",
+    )
+    reload_interval: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds between checks of `keys_file` for a change (default 10; a "
+        "mounted Secret is updated within about a minute). 0: re-read only on SIGHUP.",
     )
 
     def all_keys(self) -> list[ApiKey]:
@@ -102,6 +130,23 @@ class AuthSettings(_Group):
             except PydanticValidationError as exc:
                 raise ConfigError(f"{self.keys_file}: invalid key entry: {exc}") from exc
         return keys
+
+
+def undeclared_key_streams(keys: list[ApiKey], declared: list[str]) -> str | None:
+    """What is wrong when keys name streams that are not declared (a typo would otherwise
+    lock the key's owner out without a word), or ``None``."""
+    known = set(declared)
+    bad = [
+        f"{key.name}: {', '.join(sorted(set(key.streams) - known))}"
+        for key in keys
+        if key.streams is not None and not set(key.streams) <= known
+    ]
+    if not bad:
+        return None
+    return (
+        f"api keys name streams that are not declared ({'; '.join(bad)}); declared: "
+        f"{', '.join(declared)} (streams)"
+    )
 
 
 class RecordLimitSettings(_Group):
@@ -126,6 +171,19 @@ class RecordLimitSettings(_Group):
     max_label_value_length: int = Field(
         default=4096, ge=1, description="Characters in one label value (default 4096)."
     )
+    max_future_seconds: float | None = Field(
+        default=86_400,
+        ge=0,
+        description="Records dated more than this many seconds after the receiver's clock "
+        "are refused (default 86400 = 1 day; null: no bound), so a sender's wrong clock does "
+        "not create far-future daily indices or pin the newest metrics bucket.",
+    )
+    max_past_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Records dated more than this many seconds before the receiver's clock "
+        "are refused. Default null (off): backfills and replays of old data are accepted.",
+    )
 
 
 class BackpressureSettings(_Group):
@@ -135,7 +193,9 @@ class BackpressureSettings(_Group):
         default=1_000_000,
         ge=1,
         description="Unprocessed entries a stream may hold before the receiver answers 429 "
-        "(HTTP) or stops reading (TCP syslog). Size it to Redis memory: ~1 KB per entry.",
+        "(HTTP) or stops reading (TCP syslog). Size it to Redis memory: ~1 KB per entry. A "
+        "full backlog does not make the receiver unready: it keeps answering 429 (reported "
+        "in /readyz and killkrill_receiver_stream_backlog).",
     )
     retry_after: float = Field(
         default=1.0, gt=0, description="Seconds clients are told to wait (Retry-After)."
@@ -164,10 +224,48 @@ class HttpReceiverSettings(_Group):
         "Guards against compression bombs.",
     )
     max_batch_records: int = Field(
-        default=10_000, ge=1, description="Records in one request; 413 above (10,000)."
+        default=MAX_APPEND_BATCH,
+        ge=1,
+        le=MAX_APPEND_BATCH,
+        description="Records in one logs/metrics request; 413 above (default and most "
+        "10,000: what Redis appends atomically, so a 2xx always means every record). A "
+        "remote_write request above it is split into appends of this size instead.",
     )
     max_errors_reported: int = Field(
         default=100, ge=1, description="Per-record errors listed in one response (100)."
+    )
+    max_concurrent_requests: int = Field(
+        default=64,
+        ge=1,
+        description="Ingest requests handled at once (default 64); more are answered 429 "
+        "(remote_write: `backpressure.remote_write_status`) with Retry-After before their "
+        "body is read. With the body limits it bounds request memory: at most this many "
+        "times (max_body_bytes + max_decompressed_bytes).",
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client may take to send a request's headers, counted from "
+        "the connection (or, on a kept-alive one, from the request's first byte); past it the "
+        "connection is closed with 408 (slow-loris guard). Default 10.",
+    )
+    body_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds the whole body of a request may take to arrive; past it the "
+        "answer is 408 and nothing is written (default 60: 10 MiB over ~1.5 Mbit/s).",
+    )
+    keep_alive_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds an idle kept-alive connection stays open between requests "
+        "(default 5). Behind a load balancer, set it above the balancer's idle timeout.",
+    )
+    expose_docs_and_metrics: bool = Field(
+        default=True,
+        description="Also serve /docs, /openapi.json and /metrics on the ingest port (default "
+        "on, for local runs). The ops port always serves them; turn this off where shippers "
+        "reach the ingest port (the chart does).",
     )
 
 
@@ -191,12 +289,46 @@ class SyslogSettings(_Group):
         description="Largest message in bytes; bigger frames are dropped and counted.",
     )
     batch_size: int = Field(
-        default=1000, ge=1, description="Messages appended to Redis in one round trip."
-    )
-    udp_queue: int = Field(
-        default=100_000,
+        default=1000,
         ge=1,
-        description="UDP messages held while Redis is slow; more are dropped and counted.",
+        le=MAX_APPEND_BATCH,
+        description="Messages appended to Redis in one round trip (default 1000, at most 10,000).",
+    )
+    udp_queue_bytes: int = Field(
+        default=64 * 1_048_576,
+        ge=65_536,
+        description="Bytes of UDP messages held in memory until Redis has them, each counted "
+        "with its bookkeeping (128 bytes); datagrams that do not fit are dropped and counted "
+        "(killkrill_receiver_syslog_udp_dropped_total). Default 64 MiB.",
+    )
+    tcp_buffer_bytes: int = Field(
+        default=262_144,
+        ge=1024,
+        description="Bytes of complete frames read from one TCP/TLS connection and not yet "
+        "in Redis; past it the connection is not read until Redis catches up, so TCP flow "
+        "control slows the sender. Default 256 KiB. Memory bound: max_connections times "
+        "(this + max_frame_bytes + one 256 KiB read).",
+    )
+    max_connections: int = Field(
+        default=1024,
+        ge=1,
+        description="Open TCP and TLS connections at once (default 1024); a connection past "
+        "it is closed at once and counted (killkrill_receiver_syslog_refused_connections).",
+    )
+    idle_timeout: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds a TCP/TLS connection may send nothing before it is closed "
+        "(default 600; 0: never). Its frames are written first; rsyslog and syslog-ng "
+        "reconnect with their next message.",
+    )
+    drain_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        description="On SIGTERM, seconds to finish writing the frames already read (TCP and "
+        "the UDP queue) while Redis pushes back or is down; what is still unwritten then is "
+        "counted (killkrill_receiver_syslog_lost_frames_total) and logged. Default 20: keep it "
+        "below the pod's terminationGracePeriodSeconds.",
     )
     default_service: str = Field(
         default="syslog", min_length=1, description="Service of a message without a tag."
@@ -205,12 +337,6 @@ class SyslogSettings(_Group):
         default="UTC",
         description="IANA zone (e.g. `Europe/Berlin`) of RFC 3164 timestamps, which carry "
         "none: set it to the senders' local zone. Default UTC.",
-    )
-    ops_port: int = Field(
-        default=9140,
-        ge=0,
-        le=65535,
-        description="HTTP port for /healthz, /readyz and /metrics of the syslog process.",
     )
 
     @field_validator("rfc3164_timezone")
@@ -243,6 +369,15 @@ class ReceiverSettings(ProcessSettings):
     label: ClassVar[str] = "receiver"
 
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    streams: list[str] = Field(
+        default_factory=lambda: [LOG_STREAM, "metrics"],
+        description="The streams clients may write, each `<name>-stream`: `logs` is the log "
+        "stream (POST /api/v1/logs); every other name is a metric stream (POST "
+        "/api/v1/metrics and remote_write, `?stream=NAME`; `metrics` is the one used without "
+        "it). Any other name is refused (400), so no client writes into another kind's "
+        "stream or creates one no worker reads: list the metrics worker's `streams` here. "
+        "Default: [logs, metrics]; a comma-separated string is read as a list.",
+    )
     http: HttpReceiverSettings = Field(default_factory=HttpReceiverSettings)
     syslog: SyslogSettings = Field(default_factory=SyslogSettings)
     limits: RecordLimitSettings = Field(default_factory=RecordLimitSettings)
@@ -263,6 +398,44 @@ class ReceiverSettings(ProcessSettings):
         description="With `durability: fsync`, seconds to wait for the AOF fsync of an append "
         "(default 2, above `appendfsync everysec`'s second) before answering 503.",
     )
+    ops: OpsSettings = Field(
+        default_factory=lambda: OpsSettings(port=9140),
+        description="The ops port of the receiver process (default 9140): /healthz, "
+        "/readyz, /metrics, and for the HTTP API also /docs and /openapi.json.",
+    )
+
+    @field_validator("streams", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("streams")
+    @classmethod
+    def _stream_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not _STREAM_NAME.fullmatch(name)]
+        if bad:
+            raise ValueError(
+                f"stream names {bad} may hold only letters, digits and _ . : - (1-100 of them)"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError("a stream is declared twice")
+        if not value:
+            raise ValueError("declare at least one stream (`logs`, `metrics`, ...)")
+        return value
+
+    @property
+    def metric_streams(self) -> list[str]:
+        """The declared metric streams (every name in ``streams`` but ``logs``)."""
+        return [name for name in self.streams if name != LOG_STREAM]
+
+    @model_validator(mode="after")
+    def _key_streams(self) -> ReceiverSettings:
+        problem = undeclared_key_streams(self.auth.keys, self.streams)
+        if problem:
+            raise ValueError(f"auth.keys: {problem}")
+        return self
 
     @property
     def append_fsync_timeout(self) -> float | None:

@@ -83,7 +83,7 @@ class LocalPipeline:
             "KILLKRILL_HTTP__HOST": "127.0.0.1",
             "KILLKRILL_SYSLOG__PORT": str(ports.syslog),
             "KILLKRILL_SYSLOG__HOST": "127.0.0.1",
-            "KILLKRILL_SYSLOG__OPS_PORT": str(ports.syslog_ops),
+            "KILLKRILL_OPS__PORT": str(ports.syslog_ops),
         }
         self.env = base
         self.components = [

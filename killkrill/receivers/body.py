@@ -1,12 +1,14 @@
 """Reading a request body within limits and undoing its Content-Encoding.
 
 Limits are checked while reading (a body larger than ``max_body_bytes`` is refused with 413
-without buffering it all) and while decompressing (gzip output is capped at
-``max_decompressed_bytes``, so a compression bomb costs at most that much memory).
+without buffering it all; one that takes longer than its timeout to arrive gets 408) and
+while decompressing (gzip output is capped at ``max_decompressed_bytes``, so a compression
+bomb costs at most that much memory).
 """
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import AsyncIterator
 
@@ -18,18 +20,34 @@ __all__ = ["decode_content", "gunzip", "read_limited", "unsnappy"]
 
 
 async def read_limited(
-    chunks: AsyncIterator[bytes], content_length: str | None, max_bytes: int
+    chunks: AsyncIterator[bytes],
+    content_length: str | None,
+    max_bytes: int,
+    *,
+    within: float | None = None,
 ) -> bytes:
-    """Collect the body from ``chunks``; 413 as soon as it passes ``max_bytes``."""
+    """Collect the body from ``chunks``; 413 as soon as it passes ``max_bytes``, 408 when
+    it has not all arrived ``within`` seconds after the call (``http.body_timeout``)."""
     if content_length is not None and content_length.isdigit() and int(content_length) > max_bytes:
         raise _too_large(int(content_length), max_bytes)
     parts: list[bytes] = []
     size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(size, max_bytes, at_least=True)
-        parts.append(chunk)
+    try:
+        async with asyncio.timeout(within):
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(size, max_bytes, at_least=True)
+                parts.append(chunk)
+    except TimeoutError:
+        raise RequestError(
+            408,
+            "body_timeout",
+            f"the body did not arrive within {within:g} s ({size} bytes came); the limit is "
+            "http.body_timeout; nothing was written, send the request again",
+            limit="http.body_timeout",
+            headers={"Connection": "close"},
+        ) from None
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 

@@ -1,13 +1,24 @@
-"""What the receivers answer when a request or a record is refused."""
+"""What the receivers answer when a request or a record is refused, or only partly written."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from killkrill.errors import ValidationError
+from killkrill.errors import ServiceUnavailable, ValidationError
 
-__all__ = ["RecordError", "RequestError"]
+__all__ = ["PartialAppend", "RecordError", "RequestError"]
+
+
+class PartialAppend(ServiceUnavailable):
+    """Raised when a request written in several appends (remote_write over
+    ``http.max_batch_records``) failed after ``written`` of its ``total`` records were
+    appended: those are durable, the rest may or may not be."""
+
+    def __init__(self, message: str, *, written: int, total: int, delay: float = 1.0) -> None:
+        super().__init__(message, delay=delay)
+        self.written = written
+        self.total = total
 
 
 class RequestError(ValidationError):

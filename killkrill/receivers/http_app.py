@@ -4,15 +4,19 @@ Routes (OpenAPI at ``/openapi.json``, docs at ``/docs``):
 
 * ``POST /api/v1/logs`` - one JSON record, a JSON array, or NDJSON; gzip accepted.
 * ``POST /api/v1/metrics`` - the same shapes for samples, or the Prometheus text format
-  (``text/plain; version=0.0.4`` or OpenMetrics); ``?stream=NAME`` writes to the named
-  metric stream ``NAME-stream``.
-* ``POST /api/v1/write`` and ``/api/v1/prom/write`` - remote_write 1.0.
-* ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
+  (``text/plain; version=0.0.4`` or OpenMetrics); ``?stream=NAME`` writes to the declared
+  metric stream ``NAME-stream`` (setting ``streams``).
+* ``POST /api/v1/write`` and ``/api/v1/prom/write`` - remote_write 1.0 (``?stream=NAME``
+  too); a request over ``http.max_batch_records`` samples is written in parts.
+* ``GET /healthz``, ``GET /readyz``; ``GET /metrics``, ``/openapi.json``, ``/docs`` unless
+  ``http.expose_docs_and_metrics`` is off (the ops port serves them always).
 
 Answers: 200 all accepted; 207 some accepted (``partial: true`` and per-record errors);
-422 none valid; 400 the body cannot be read; 401/403 auth; 413 a size limit; 415 a content
-type or encoding we do not read; 429 backpressure and 503 Redis down, both with Retry-After.
-A 2xx is sent only after Redis holds every accepted record.
+422 none valid; 400 the body cannot be read or the stream is not declared; 401/403 auth;
+408 the body came too slowly; 413 a size limit; 415 a content type or encoding we do not
+read; 429 backpressure or too many requests at once (nothing was written) and 503 Redis
+down (the records may have been written), both with Retry-After. A 2xx is sent only after
+Redis holds every accepted record.
 
 The hot path reads the raw body and validates with the schemas' fast functions instead of
 FastAPI body models; the schemas still appear in the OpenAPI document.
@@ -21,9 +25,8 @@ FastAPI body models; the schemas still appear in the OpenAPI document.
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -32,16 +35,19 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from killkrill import __version__
 from killkrill.config import ReceiverSettings
 from killkrill.errors import Backpressure, ServiceUnavailable
+from killkrill.ops import Route
 from killkrill.receivers.auth import Authenticator
 from killkrill.receivers.batch import Batch, Item, build_batch, split_json_body
 from killkrill.receivers.body import decode_content, read_limited, unsnappy
-from killkrill.receivers.errors import RecordError, RequestError
+from killkrill.receivers.errors import PartialAppend, RecordError, RequestError
+from killkrill.receivers.limits import record_limits
 from killkrill.receivers.metrics import ReceiverMetrics
 from killkrill.receivers.promtext import parse_prometheus_text
 from killkrill.receivers.remote_write import ProtobufError, decode_write_request
@@ -49,14 +55,13 @@ from killkrill.receivers.sink import Kind, StreamSink, retry_after_header
 from killkrill.schemas import (
     LogRecord,
     MetricSample,
-    RecordLimits,
     format_timestamp,
     validate_log,
     validate_metric,
 )
-from killkrill.streams import StreamNames, async_client
+from killkrill.streams import async_client, stream_names
 
-__all__ = ["HttpReceiver", "build_http_app"]
+__all__ = ["HttpReceiver", "build_http_app", "ops_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +71,10 @@ _NDJSON_TYPES = frozenset(
      "application/x-jsonlines", "application/json-lines", "application/jsonlines+json")
 )  # fmt: skip
 _TEXT_TYPES = frozenset(("text/plain", "application/openmetrics-text"))
-_STREAM_NAME = re.compile(r"[a-zA-Z0-9_.-]{1,100}")
+_NOTHING_WRITTEN = "nothing was written: send the same request again after Retry-After"
+_MAYBE_WRITTEN = (
+    "the records may have been accepted; resending may duplicate them unless records carry an id"
+)
 
 
 class RecordErrorModel(BaseModel):
@@ -89,18 +97,37 @@ class ErrorBody(BaseModel):
     message: str = Field(description="What went wrong and how to fix it.")
     field: str | None = Field(default=None, description="The header/field at fault.")
     limit: str | None = Field(default=None, description="The setting that sets the limit.")
+    written: str | None = Field(
+        default=None,
+        description="On 429/503: `none` (nothing was written; resend as is), `unknown` (the "
+        "append may have run) or `partial` (`accepted` records are durable, the rest may "
+        "be).",
+    )
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in (
-        (400, "The body cannot be read (bad JSON, bad gzip, empty)."),
+        (
+            400,
+            "The body cannot be read (bad JSON, bad gzip, empty), or the stream is not "
+            "declared (setting `streams`).",
+        ),
         (401, "No API key, or an unknown one."),
-        (403, "The API key may not post to this endpoint."),
+        (403, "The API key may not post to this endpoint or write this stream."),
+        (408, "The body did not arrive within http.body_timeout; nothing was written."),
         (413, "A size limit was passed (body, decompressed body, records per batch)."),
         (415, "Content-Type or Content-Encoding not supported."),
-        (429, "Backpressure: the stream's backlog is full; retry after Retry-After seconds."),
-        (503, "Redis unavailable; retry after Retry-After seconds."),
+        (
+            429,
+            "Backpressure (the stream's backlog is full) or too many requests at once; "
+            "nothing was written: retry after Retry-After seconds.",
+        ),
+        (
+            503,
+            "Redis unavailable: the records may have been written (see `written`); retry "
+            "after Retry-After seconds. remote_write also answers 503 for backpressure.",
+        ),
     )
 }
 _BATCH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -140,68 +167,73 @@ class HttpReceiver:
         self.sink = sink
         self.auth = auth
         self.metrics = metrics
-        lim = settings.limits
-        self.limits = RecordLimits(
-            max_record_bytes=lim.max_record_bytes,
-            max_message_length=lim.max_message_length,
-            max_service_length=lim.max_service_length,
-            max_fields=lim.max_fields,
-            max_name_length=lim.max_name_length,
-            max_labels=lim.max_labels,
-            max_label_value_length=lim.max_label_value_length,
-        )
-        self._validate_log = partial(validate_log, limits=self.limits)
+        self.limits = record_limits(settings.limits)
+        self.in_flight = 0
 
     # -- endpoints --------------------------------------------------------------------
     async def logs(self, request: Request) -> Response:
-        return await self._handle(request, "logs", "/api/v1/logs")
+        return await self._guarded(request, "logs", "/api/v1/logs", self._ingest)
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        return await self._handle(request, "metrics", "/api/v1/metrics")
+        return await self._guarded(request, "metrics", "/api/v1/metrics", self._ingest)
 
     async def remote_write(self, request: Request) -> Response:
-        start = time.perf_counter()
-        try:
-            response = await self._remote_write(request)
-        except RequestError as exc:
-            response = self._request_error("metrics", exc)
-        except (Backpressure, ServiceUnavailable) as exc:
-            status = self.settings.backpressure.remote_write_status
-            response = self._unavailable(
-                "metrics", exc, status if isinstance(exc, Backpressure) else 503
-            )
-        self._observe("/api/v1/write", response.status_code, start)
-        return response
+        return await self._guarded(request, "metrics", "/api/v1/write", self._remote_write)
 
     async def healthz(self, request: Request) -> Response:
         return _json(200, {"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        problems = await self.sink.check_ready()
-        if problems:
-            return _json(503, {"status": "unready", "problems": problems})
-        return _json(200, {"status": "ready"})
+        report = await self.sink.check_ready()
+        return Response(
+            report.to_json(),
+            status_code=200 if report.ready else 503,
+            media_type="application/json",
+        )
 
     async def prometheus(self, request: Request) -> Response:
+        await self.sink.refresh_backlogs()
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     # -- shared flow ------------------------------------------------------------------
-    async def _handle(self, request: Request, kind: Kind, endpoint: str) -> Response:
+    async def _guarded(
+        self,
+        request: Request,
+        kind: Kind,
+        endpoint: str,
+        handler: Callable[[Request, Kind], Awaitable[Response]],
+    ) -> Response:
+        """Run ``handler`` within the concurrency limit, turning refusals into answers."""
         start = time.perf_counter()
-        try:
-            response = await self._ingest(request, kind)
-        except RequestError as exc:
-            response = self._request_error(kind, exc)
-        except (Backpressure, ServiceUnavailable) as exc:
-            response = self._unavailable(kind, exc, 429 if isinstance(exc, Backpressure) else 503)
+        remote_write = endpoint == "/api/v1/write"
+        pushback = self.settings.backpressure.remote_write_status if remote_write else 429
+        if self.in_flight >= self.settings.http.max_concurrent_requests:
+            response = self._busy(kind, pushback)
+        else:
+            self.in_flight += 1
+            self.metrics.http_in_flight.inc()
+            try:
+                response = await handler(request, kind)
+            except RequestError as exc:
+                response = self._request_error(kind, exc)
+            except (Backpressure, ServiceUnavailable) as exc:
+                status = pushback if isinstance(exc, Backpressure) else 503
+                response = self._unavailable(kind, exc, status)
+            finally:
+                self.in_flight -= 1
+                self.metrics.http_in_flight.dec()
         self._observe(endpoint, response.status_code, start)
         return response
 
     async def _ingest(self, request: Request, kind: Kind) -> Response:
         headers = request.headers
-        self.auth.check(headers, kind)
-        stream = self._stream_param(request, kind)
-        body = await self._read_body(request)
+        client = self.auth.check(headers, kind)
+        stream = self.sink.resolve(kind, request.query_params.get("stream"))
+        client.check_stream(stream.name)
+        body = await self._read_body(request, "http")
+        body = decode_content(
+            body, headers.get("content-encoding"), self.settings.http.max_decompressed_bytes
+        )
         media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         http = self.settings.http
         items: list[Item]
@@ -231,20 +263,24 @@ class HttpReceiver:
                 f"Content-Type '{media}' is not supported here; send {allowed}",
                 field="Content-Type",
             )
+        now = datetime.now(UTC)
+        window = self.limits.window(now)
         validate: Callable[[Any], dict[str, Any]]
         if kind == "logs":
-            validate = self._validate_log
+            validate = partial(validate_log, limits=self.limits, window=window)
         else:
             validate = partial(
-                validate_metric, limits=self.limits, now=format_timestamp(datetime.now(UTC))
+                validate_metric, limits=self.limits, now=format_timestamp(now), window=window
             )
         batch = build_batch(items, validate, max_record_bytes=self.limits.max_record_bytes or 0)
         if batch.payloads:
-            await self.sink.append(kind, batch.payloads, stream=stream)
+            await self.sink.append(stream, batch.payloads)
         return self._batch_response(kind, "http", batch)
 
-    async def _remote_write(self, request: Request) -> Response:
-        self.auth.check(request.headers, "remote_write")
+    async def _remote_write(self, request: Request, kind: Kind) -> Response:
+        client = self.auth.check(request.headers, "remote_write")
+        stream = self.sink.resolve("metrics", request.query_params.get("stream"))
+        client.check_stream(stream.name)
         media = request.headers.get("content-type", "")
         if "proto=io.prometheus.write.v2" in media:
             raise RequestError(
@@ -261,12 +297,7 @@ class HttpReceiver:
                 f"Content-Type '{media}' is not remote_write; send application/x-protobuf",
                 field="Content-Type",
             )
-        raw = await read_limited(
-            request.stream(),
-            request.headers.get("content-length"),
-            self.settings.http.max_body_bytes,
-        )
-        self.metrics.received_bytes.labels(protocol="remote_write").inc(len(raw))
+        raw = await self._read_body(request, "remote_write")
         encoding = request.headers.get("content-encoding", "snappy").strip().lower()
         if encoding != "snappy":
             raise RequestError(
@@ -294,23 +325,18 @@ class HttpReceiver:
             self.metrics.rejected.labels(kind="metrics", reason="native_histogram").inc(
                 decoded.histograms
             )
-        if len(decoded.samples) > self.settings.http.max_batch_records:
-            raise RequestError(
-                413,
-                "too_many_records",
-                f"the request holds {len(decoded.samples)} samples; the limit is "
-                f"{self.settings.http.max_batch_records} (http.max_batch_records); lower "
-                "queue_config.max_samples_per_send",
-                limit="http.max_batch_records",
-            )
-        validate = partial(validate_metric, limits=self.limits)
+        validate = partial(validate_metric, limits=self.limits, window=self.limits.window())
         batch = build_batch(
             [Item(s) for s in decoded.samples],
             validate,
             max_record_bytes=self.limits.max_record_bytes or 0,
         )
         if batch.payloads:
-            await self.sink.append("metrics", batch.payloads)
+            # Prometheus drops a request answered 413: one over the batch limit is written
+            # in parts instead (a 2xx still means every part is in Redis).
+            await self.sink.append(
+                stream, batch.payloads, part=self.settings.http.max_batch_records
+            )
         if not batch.errors:
             self.metrics.accepted.labels(kind="metrics", protocol="remote_write").inc(
                 len(batch.payloads)
@@ -321,29 +347,16 @@ class HttpReceiver:
             return self._batch_response("metrics", "remote_write", batch, status=400)
         return self._batch_response("metrics", "remote_write", batch, status=200)
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, request: Request, protocol: str) -> bytes:
         http = self.settings.http
         raw = await read_limited(
-            request.stream(), request.headers.get("content-length"), http.max_body_bytes
+            request.stream(),
+            request.headers.get("content-length"),
+            http.max_body_bytes,
+            within=http.body_timeout,
         )
-        self.metrics.received_bytes.labels(protocol="http").inc(len(raw))
-        return decode_content(
-            raw, request.headers.get("content-encoding"), http.max_decompressed_bytes
-        )
-
-    def _stream_param(self, request: Request, kind: Kind) -> str | None:
-        name = request.query_params.get("stream")
-        if name is None:
-            return None
-        if kind != "metrics" or not _STREAM_NAME.fullmatch(name):
-            raise RequestError(
-                400,
-                "invalid_stream",
-                "the stream parameter names a metric stream: 1-100 letters, digits, '_', '.', "
-                "'-' (it writes to <name>-stream), and only on /api/v1/metrics",
-                field="stream",
-            )
-        return self.sink.stream_for("metrics", name)
+        self.metrics.received_bytes.labels(protocol=protocol).inc(len(raw))
+        return raw
 
     # -- responses --------------------------------------------------------------------
     def _batch_response(
@@ -375,19 +388,44 @@ class HttpReceiver:
         self.metrics.rejected.labels(kind=kind, reason=exc.code).inc()
         return _json(exc.status, exc.body(), exc.headers)
 
+    def _busy(self, kind: Kind, status: int) -> Response:
+        self.metrics.rejected.labels(kind=kind, reason="too_many_requests").inc()
+        limit = self.settings.http.max_concurrent_requests
+        return _json(
+            status,
+            {
+                "error": "too_many_requests",
+                "message": f"{limit} requests are being handled (http.max_concurrent_requests); "
+                f"{_NOTHING_WRITTEN}",
+                "limit": "http.max_concurrent_requests",
+                "written": "none",
+            },
+            {"Retry-After": str(max(1, round(self.settings.backpressure.retry_after)))},
+        )
+
     def _unavailable(
         self, kind: Kind, exc: Backpressure | ServiceUnavailable, status: int
     ) -> Response:
-        reason = "backpressure" if isinstance(exc, Backpressure) else "unavailable"
-        self.metrics.rejected.labels(kind=kind, reason=reason).inc()
-        if reason == "unavailable":
+        body: dict[str, Any]
+        if isinstance(exc, Backpressure):
+            self.metrics.rejected.labels(kind=kind, reason="backpressure").inc()
+            body = {
+                "error": "backpressure",
+                "message": f"{exc}; {_NOTHING_WRITTEN}",
+                "limit": "backpressure.max_backlog",
+                "written": "none",
+            }
+        else:
+            self.metrics.rejected.labels(kind=kind, reason="unavailable").inc()
             log.warning("append failed: %s", exc)
-        code = "backpressure" if reason == "backpressure" else "redis_unavailable"
-        return _json(
-            status,
-            {"error": code, "message": f"{exc}; nothing was accepted, send the same request again"},
-            {"Retry-After": retry_after_header(exc)},
-        )
+            body = {"error": "redis_unavailable", "message": f"{exc}; {_MAYBE_WRITTEN}"}
+            if isinstance(exc, PartialAppend):
+                self.metrics.accepted.labels(kind=kind, protocol="remote_write").inc(exc.written)
+                body.update(written="partial", accepted=exc.written)
+                body["message"] = f"{exc}; the first {exc.written} were accepted, {_MAYBE_WRITTEN}"
+            else:
+                body["written"] = "unknown"
+        return _json(status, body, {"Retry-After": retry_after_header(exc)})
 
     def _observe(self, endpoint: str, status: int, start: float) -> None:
         self.metrics.request_seconds.labels(endpoint=endpoint, status=str(status)).observe(
@@ -412,33 +450,38 @@ def build_http_app(
     *,
     client: aioredis.Redis | None = None,
     metrics: ReceiverMetrics | None = None,
+    auth: Authenticator | None = None,
+    sink: StreamSink | None = None,
 ) -> FastAPI:
-    """The ASGI app. Without ``client`` one is made from ``settings.redis`` at startup and
-    closed at shutdown."""
+    """The ASGI app. Without ``client`` (or ``sink``) one is made from ``settings.redis`` at
+    startup and closed at shutdown; without ``auth`` the keys are read from
+    ``settings.auth`` once. A given ``sink`` brings its client and metrics."""
+    if sink is not None:
+        client, metrics = sink.client, sink.metrics
     metrics = metrics or ReceiverMetrics()
     own_client = client is None
     redis_client = client or async_client(
         settings.redis.url, socket_timeout=settings.redis.socket_timeout
     )
-    names = (
-        StreamNames(prefix=settings.redis.key_prefix)
-        if settings.redis.key_prefix
-        else (StreamNames.for_pipeline(settings.pipeline))
-    )
-    sink = StreamSink(
-        redis_client,
-        names,
-        settings.backpressure,
-        metrics,
-        fsync_timeout=settings.append_fsync_timeout,
-    )
-    receiver = HttpReceiver(settings, sink, Authenticator(settings.auth), metrics)
+    if sink is None:
+        names = stream_names(settings.pipeline, settings.redis.key_prefix)
+        sink = StreamSink(
+            redis_client,
+            names,
+            settings.streams,
+            settings.backpressure,
+            metrics,
+            fsync_timeout=settings.append_fsync_timeout,
+        )
+    auth = auth or Authenticator(settings.auth, settings.streams)
+    receiver = HttpReceiver(settings, sink, auth, metrics)
+    public = settings.http.expose_docs_and_metrics
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.info(
             "http receiver ready",
-            extra={"streams": [names.logs, names.metrics], "auth": receiver.auth.enabled},
+            extra={"streams": [s.key for s in sink], "auth": receiver.auth.enabled},
         )
         yield
         if own_client:
@@ -449,6 +492,9 @@ def build_http_app(
         version=__version__,
         description=__doc__,
         lifespan=lifespan,
+        openapi_url="/openapi.json" if public else None,
+        docs_url="/docs" if public else None,
+        redoc_url="/redoc" if public else None,
     )
     app.state.receiver = receiver
     app.post(
@@ -480,8 +526,9 @@ def build_http_app(
             openapi_extra=rw_doc,
         )(receiver.remote_write)
     app.get("/healthz", summary="Alive")(receiver.healthz)
-    app.get("/readyz", summary="Redis reachable and backlogs under their limit")(receiver.readyz)
-    app.get("/metrics", summary="The receiver's own Prometheus metrics")(receiver.prometheus)
+    app.get("/readyz", summary="Redis reachable; reports each stream's backlog")(receiver.readyz)
+    if public:
+        app.get("/metrics", summary="The receiver's own Prometheus metrics")(receiver.prometheus)
 
     # The schemas are not FastAPI body models (hot path); register them for the docs.
     original = app.openapi
@@ -500,3 +547,13 @@ def build_http_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def ops_routes(app: FastAPI) -> dict[str, Route]:
+    """``/openapi.json`` and ``/docs`` of ``app`` for the ops port (served there whether or
+    not the ingest port shows them)."""
+    docs = get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs").body
+    return {
+        "/openapi.json": lambda: ("application/json", orjson.dumps(app.openapi())),
+        "/docs": lambda: ("text/html; charset=utf-8", bytes(docs)),
+    }

@@ -79,3 +79,61 @@ class ReceiverMetrics:
             "Seconds syslog reading was paused by backpressure or Redis being unavailable.",
             registry=r,
         )
+        self.syslog_waiting_writes = Gauge(
+            "killkrill_receiver_syslog_waiting_writes",
+            "Syslog batches read and waiting for Redis to take them (backpressure or Redis "
+            "down); their connections' reading pauses once syslog.tcp_buffer_bytes is held.",
+            registry=r,
+        )
+        self.syslog_read_paused = Gauge(
+            "killkrill_receiver_syslog_read_paused_connections",
+            "TCP/TLS syslog connections not being read because what they sent is not in "
+            "Redis yet (syslog.tcp_buffer_bytes); TCP flow control slows their senders.",
+            registry=r,
+        )
+        self.syslog_frames_read = Counter(
+            "killkrill_receiver_syslog_read_frames",
+            "Syslog frames read off a socket (TCP/TLS frames, UDP datagrams queued), by "
+            "transport. Each is written, rejected (invalid) or lost (shutdown).",
+            ["transport"],
+            registry=r,
+        )
+        self.syslog_lost = Counter(
+            "killkrill_receiver_syslog_lost_frames",
+            "Syslog frames read but never written: `shutdown` (Redis refused them until "
+            "syslog.drain_timeout ran out), `incomplete` (a frame cut off by the shutdown).",
+            ["reason"],
+            registry=r,
+        )
+        self.syslog_udp_queued_bytes = Gauge(
+            "killkrill_receiver_syslog_udp_queued_bytes",
+            "Bytes of UDP messages held until Redis has them (syslog.udp_queue_bytes bounds it).",
+            registry=r,
+        )
+        self.syslog_refused_connections = Counter(
+            "killkrill_receiver_syslog_refused_connections",
+            "TCP/TLS syslog connections closed on arrival: syslog.max_connections were open.",
+            registry=r,
+        )
+        self.syslog_idle_closed = Counter(
+            "killkrill_receiver_syslog_idle_closed_connections",
+            "TCP/TLS syslog connections closed after syslog.idle_timeout seconds of silence.",
+            registry=r,
+        )
+        self.http_in_flight = Gauge(
+            "killkrill_receiver_http_in_flight_requests",
+            "Ingest requests being handled (http.max_concurrent_requests bounds it).",
+            registry=r,
+        )
+        self.stream_backlog = Gauge(
+            "killkrill_receiver_stream_backlog_entries",
+            "Unprocessed entries on each declared stream, as last read (at /readyz, at each "
+            "scrape, and when a write is refused).",
+            ["stream"],
+            registry=r,
+        )
+        self.stream_backlog_limit = Gauge(
+            "killkrill_receiver_stream_backlog_limit_entries",
+            "backpressure.max_backlog: a stream at it gets 429 (HTTP) / paused reads (TCP).",
+            registry=r,
+        )

@@ -1,7 +1,10 @@
 """Running receivers as a process: the HTTP API, the syslog server, or both in one loop.
 
-SIGTERM/SIGINT stop accepting, drain the work in flight (HTTP requests, syslog batches
-read off sockets) and return normally, so the process exits 0.
+One Redis client, one stream sink, one metrics registry and one ops port
+(:class:`killkrill.ops.OpsServer` on ``ops.port``) per process. SIGTERM/SIGINT stop
+accepting, drain the work in flight (HTTP requests, every syslog frame already read) and
+return normally, so the process exits 0. SIGHUP re-reads the API keys file (and never
+ends a process, even one without keys).
 """
 
 from __future__ import annotations
@@ -10,52 +13,24 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
 
 from killkrill.config import ReceiverSettings
-from killkrill.receivers.http_app import build_http_app
+from killkrill.ops import OpsServer
+from killkrill.receivers.auth import Authenticator
+from killkrill.receivers.http_app import build_http_app, ops_routes
+from killkrill.receivers.http_server import build_http_server
 from killkrill.receivers.metrics import ReceiverMetrics
-from killkrill.receivers.ops_app import build_ops_app
 from killkrill.receivers.sink import StreamSink
 from killkrill.receivers.syslog_server import SyslogServer
-from killkrill.streams import StreamNames, async_client
+from killkrill.streams import async_client, stream_names
 from killkrill.streams.durability import check_redis_durability
 
-__all__ = ["serve", "stream_names"]
+__all__ = ["serve"]
 
 log = logging.getLogger(__name__)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: :func:`serve` owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def stream_names(settings: ReceiverSettings) -> StreamNames:
-    """The pipeline's stream names (an explicit ``redis.key_prefix`` wins)."""
-    if settings.redis.key_prefix:
-        return StreamNames(prefix=settings.redis.key_prefix)
-    return StreamNames.for_pipeline(settings.pipeline)
-
-
-def _uvicorn(app: FastAPI, host: str, port: int) -> _Server:
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=30,
-        server_header=False,
-    )
-    return _Server(config)
 
 
 async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None:
@@ -67,9 +42,40 @@ async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    servers: list[_Server] = []
-    syslog_server: SyslogServer | None = None
+    loop.add_signal_handler(signal.SIGHUP, _nothing_to_reload)
     client = async_client(settings.redis.url, socket_timeout=settings.redis.socket_timeout)
+    metrics = ReceiverMetrics()
+    names = stream_names(settings.pipeline, settings.redis.key_prefix)
+    sink = StreamSink(
+        client,
+        names,
+        settings.streams,
+        settings.backpressure,
+        metrics,
+        fsync_timeout=settings.append_fsync_timeout,
+    )
+    auth = Authenticator(settings.auth, settings.streams) if http else None
+    app = build_http_app(settings, sink=sink, auth=auth) if http else None
+
+    async def ready() -> tuple[bool, str]:
+        if stop.is_set():
+            return False, "stopping"
+        report = await sink.check_ready()
+        return report.ready, report.to_text()
+
+    ops = OpsServer(
+        settings.ops.host,
+        settings.ops.port,
+        registry=metrics.registry,
+        ready=ready,
+        alive=lambda: not stop.is_set(),
+        refresh=sink.refresh_backlogs,
+        routes=ops_routes(app) if app is not None else None,
+    )
+    http_server = build_http_server(app, settings.http) if app is not None else None
+    http_task: asyncio.Task[None] | None = None
+    syslog_server: SyslogServer | None = None
+    background: list[asyncio.Task[Any]] = []
     try:
         await check_redis_durability(
             settings.redis,
@@ -77,42 +83,51 @@ async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None
             fsync=settings.durability == "fsync",
             client=client,
         )
-        if http:
-            servers.append(
-                _uvicorn(
-                    build_http_app(settings, client=client), settings.http.host, settings.http.port
-                )
-            )
         if syslog:
-            metrics = ReceiverMetrics()
-            sink = StreamSink(
-                client,
-                stream_names(settings),
-                settings.backpressure,
-                metrics,
-                fsync_timeout=settings.append_fsync_timeout,
-            )
-            syslog_server = SyslogServer(settings.syslog, sink, metrics)
+            syslog_server = SyslogServer(settings, sink, metrics)
             await syslog_server.start()
-            if not http:
-                servers.append(
-                    _uvicorn(
-                        build_ops_app(sink, metrics), settings.syslog.host, settings.syslog.ops_port
-                    )
-                )
-        tasks = [asyncio.create_task(s.serve()) for s in servers]
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if http_server is not None and auth is not None:
+            http_task = asyncio.create_task(http_server.serve(), name="http")
+            await _started(http_server, http_task)
+            loop.add_signal_handler(signal.SIGHUP, auth.reload)
+            background.append(asyncio.create_task(auth.watch(), name="api-keys-watch"))
+        # The ops port opens last: its /healthz answering means every listener is up.
+        ops_port = await ops.start()
+        log.info("receiver started", extra={"http": http, "syslog": syslog, "ops_port": ops_port})
+        stopped = asyncio.create_task(stop.wait(), name="stop")
+        background.append(stopped)
+        await asyncio.wait(
+            [stopped] if http_task is None else [stopped, http_task],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        stop.set()  # also when the HTTP server ended by itself
         log.info("shutting down: draining work in flight")
         if syslog_server is not None:
             await syslog_server.stop()
-        for server in servers:
-            server.should_exit = True
-        await asyncio.gather(*tasks, return_exceptions=True)
-        stopper.cancel()
-        for task in done:
-            if task is not stopper and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
     finally:
+        if http_server is not None and http_task is not None:
+            http_server.should_exit = True  # finishes the requests in flight
+            await asyncio.gather(http_task, return_exceptions=True)
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        loop.remove_signal_handler(signal.SIGHUP)
+        await ops.stop()
         await client.aclose()
         log.info("stopped")
+    if http_task is not None and not http_task.cancelled() and http_task.exception():
+        raise http_task.exception()  # type: ignore[misc]
+
+
+def _nothing_to_reload() -> None:
+    log.info("SIGHUP ignored: this process holds no API keys to reload (or is starting)")
+
+
+async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+    """Wait until uvicorn listens (it sets no event); raise what ended it if it failed."""
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the HTTP server stopped before it listened")
+        await asyncio.sleep(0.01)

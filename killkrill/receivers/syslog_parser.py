@@ -7,9 +7,9 @@ notice/info -> info, debug -> debug); APP-NAME (5424) or TAG (3164) -> ``service
 A line that is neither format is still a record: its text is the ``message``, the
 ``service`` is the configured default, and ``parse_error`` says what was wrong.
 
-RFC 3164 timestamps carry no year and no zone: the year is the one that puts the time
-nearest to its arrival, and the zone is ``rfc3164_tz`` (the senders' local zone; UTC unless
-configured, ``syslog.rfc3164_timezone``).
+RFC 3164 timestamps carry no year and no zone: the year is the latest that does not put the
+time more than a day after its arrival, and the zone is ``rfc3164_tz`` (the senders' local
+zone; UTC unless configured, ``syslog.rfc3164_timezone``).
 """
 
 from __future__ import annotations

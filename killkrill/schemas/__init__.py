@@ -4,7 +4,8 @@
 * :class:`MetricSample`, :class:`MetricType`, :func:`parse_metric_sample`,
   :func:`validate_metric` - metric entries.
 * :func:`normalise_level`, :func:`parse_timestamp`, :func:`format_timestamp` - the rules
-  both use, and :class:`RecordLimits` for size limits.
+  both use, :class:`RecordLimits` for size limits and the accepted time window
+  (:class:`TimeWindow`, from :meth:`RecordLimits.window`).
 
 ``validate_*`` are the receivers' fast path (dict in, normalised dict out); ``parse_*``
 return typed models for the workers. Both raise :class:`killkrill.errors.ValidationError`
@@ -12,10 +13,11 @@ return typed models for the workers. Both raise :class:`killkrill.errors.Validat
 """
 
 from killkrill.schemas.levels import LEVELS, Level, normalise_level
-from killkrill.schemas.limits import UNLIMITED, RecordLimits
+from killkrill.schemas.limits import UNLIMITED, RecordLimits, TimeWindow
 from killkrill.schemas.log import (
     LOG_REQUIRED_FIELDS,
     LogRecord,
+    check_log_limits,
     is_canonical_log,
     parse_log_record,
     validate_log,
@@ -45,6 +47,8 @@ __all__ = [
     "MetricSample",
     "MetricType",
     "RecordLimits",
+    "TimeWindow",
+    "check_log_limits",
     "format_timestamp",
     "is_canonical_log",
     "normalise_level",

@@ -26,7 +26,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from killkrill.errors import LogParseError, ValidationError
 from killkrill.schemas.levels import LEVELS, Level, normalise_level
-from killkrill.schemas.limits import UNLIMITED, RecordLimits, too_long
+from killkrill.schemas.limits import UNLIMITED, RecordLimits, TimeWindow, too_long
 from killkrill.schemas.record import StreamRecord
 from killkrill.schemas.timestamps import (
     is_canonical_timestamp,
@@ -36,6 +36,7 @@ from killkrill.schemas.timestamps import (
 __all__ = [
     "LOG_REQUIRED_FIELDS",
     "LogRecord",
+    "check_log_limits",
     "is_canonical_log",
     "parse_log_record",
     "validate_log",
@@ -75,12 +76,16 @@ def is_canonical_log(obj: object) -> bool:
     return True
 
 
-def validate_log(obj: object, limits: RecordLimits = UNLIMITED) -> dict[str, Any]:
+def validate_log(
+    obj: object, limits: RecordLimits = UNLIMITED, *, window: TimeWindow | None = None
+) -> dict[str, Any]:
     """Check one decoded JSON value as a log record and return it normalised.
 
     ``obj`` (when a ``dict``) is modified in place: ``timestamp`` and ``level`` are replaced
     by their canonical forms. The record-size limit is checked by the caller after
-    serialising (see :func:`killkrill.schemas.dump_record`), not here.
+    serialising (see :func:`killkrill.receivers.batch.build_batch`), not here. The timestamp
+    must lie in ``window`` (default: ``limits.window()`` at the current time; pass one
+    computed per batch to save the clock reads).
     """
     if not isinstance(obj, dict):
         raise ValidationError(f"a log record must be a JSON object, not {_kind(obj)}", field="")
@@ -110,6 +115,32 @@ def validate_log(obj: object, limits: RecordLimits = UNLIMITED) -> dict[str, Any
             f"must be a string, not {_kind(message)}; put structured data in other fields",
             field="message",
         )
+    if limits is not UNLIMITED or window is not None:
+        check_log_limits(obj, limits, window=window)
+    if len(obj) > 4:
+        for key in obj:
+            if not key or key[0] == "_":
+                raise ValidationError(
+                    "field names must be non-empty and must not start with '_' (reserved by "
+                    "Elasticsearch); rename the field",
+                    field=key,
+                )
+    return obj
+
+
+def check_log_limits(
+    record: dict[str, Any], limits: RecordLimits, *, window: TimeWindow | None = None
+) -> None:
+    """The limits part of :func:`validate_log`, for a record already in canonical form
+    (string ``service`` and ``message``, canonical ``timestamp``), such as the syslog
+    parser's: the time window (default ``limits.window()`` now), the lengths and the field
+    count. Raises :class:`~killkrill.errors.ValidationError` naming the setting."""
+    if window is None:
+        window = limits.window()
+    if window is not None:
+        window.check(record["timestamp"])
+    service: str = record["service"]
+    message: str = record["message"]
     if limits.max_service_length is not None and len(service) > limits.max_service_length:
         raise too_long(len(service), limits.max_service_length, "max_service_length", "service")
     if limits.max_message_length is not None and len(message) > limits.max_message_length:
@@ -120,21 +151,12 @@ def validate_log(obj: object, limits: RecordLimits = UNLIMITED) -> dict[str, Any
             "message",
             "; split the message or raise the limit",
         )
-    if limits.max_fields is not None and len(obj) > limits.max_fields:
+    if limits.max_fields is not None and len(record) > limits.max_fields:
         raise ValidationError(
-            f"the record has {len(obj)} top-level fields; the limit is {limits.max_fields} "
+            f"the record has {len(record)} top-level fields; the limit is {limits.max_fields} "
             "(limits.max_fields); nest related fields in an object",
             field="",
         )
-    if len(obj) > 4:
-        for key in obj:
-            if not key or key[0] == "_":
-                raise ValidationError(
-                    "field names must be non-empty and must not start with '_' (reserved by "
-                    "Elasticsearch); rename the field",
-                    field=key,
-                )
-    return obj
 
 
 class LogRecord(StreamRecord):

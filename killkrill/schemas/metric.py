@@ -22,7 +22,7 @@ import orjson
 from pydantic import ConfigDict, Field, field_validator
 
 from killkrill.errors import ValidationError
-from killkrill.schemas.limits import UNLIMITED, RecordLimits, too_long
+from killkrill.schemas.limits import UNLIMITED, RecordLimits, TimeWindow, too_long
 from killkrill.schemas.record import StreamRecord
 from killkrill.schemas.timestamps import format_timestamp, normalise_timestamp
 
@@ -77,12 +77,17 @@ def check_value(value: object) -> float:
 
 
 def validate_metric(
-    obj: object, limits: RecordLimits = UNLIMITED, *, now: str | None = None
+    obj: object,
+    limits: RecordLimits = UNLIMITED,
+    *,
+    now: str | None = None,
+    window: TimeWindow | None = None,
 ) -> dict[str, Any]:
     """Check one decoded JSON value as a metric sample and return it normalised.
 
     ``obj`` (when a ``dict``) is modified in place. ``now`` is the canonical timestamp used
-    when the sample has none (default: the current time).
+    when the sample has none (default: the current time). A timestamp the sample carries
+    must lie in ``window`` (default: ``limits.window()`` at the current time).
     """
     if not isinstance(obj, dict):
         raise ValidationError("a metric sample must be a JSON object", field="")
@@ -120,6 +125,10 @@ def validate_metric(
             obj["timestamp"] = normalise_timestamp(ts)
         except ValueError as exc:
             raise ValidationError(str(exc), field="timestamp") from None
+        if window is None and limits is not UNLIMITED:
+            window = limits.window()
+        if window is not None:
+            window.check(obj["timestamp"])
     kind = obj.get("type")
     if kind is None:
         obj["type"] = "untyped"

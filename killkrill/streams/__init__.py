@@ -7,7 +7,13 @@ invariants around it (no MAXLEN trimming, ack only what is durable) live in one 
 
 from killkrill.streams.append import append_records, stream_backlog
 from killkrill.streams.connection import async_client, redis_url, sync_client
-from killkrill.streams.names import DATA_FIELD, SCHEMA_VERSION, VERSION_FIELD, StreamNames
+from killkrill.streams.names import (
+    DATA_FIELD,
+    SCHEMA_VERSION,
+    VERSION_FIELD,
+    StreamNames,
+    stream_names,
+)
 
 __all__ = [
     "DATA_FIELD",
@@ -18,5 +24,6 @@ __all__ = [
     "async_client",
     "redis_url",
     "stream_backlog",
+    "stream_names",
     "sync_client",
 ]

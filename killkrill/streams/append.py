@@ -8,6 +8,11 @@ work): it checks the backlog and appends every entry atomically, so two receiver
 both slip under the limit, and Redis refuses the whole script up front when it is out of
 memory (``maxmemory-policy noeviction``) instead of failing half way. This is about four
 times faster than a client-side pipeline of XADDs for batches of a thousand records.
+
+One call appends at most :data:`CHUNK` entries, so it is all or nothing: either every entry
+is written or (on :class:`~killkrill.errors.Backpressure`) none is. A
+:class:`~killkrill.errors.ServiceUnavailable` leaves it unknown: the script may have run
+before the answer was lost.
 """
 
 from __future__ import annotations
@@ -18,15 +23,16 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
+from killkrill.config.receivers import MAX_APPEND_BATCH
 from killkrill.errors import Backpressure, ServiceUnavailable
 from killkrill.streams.names import DATA_FIELD, SCHEMA_VERSION, VERSION_FIELD
 
-__all__ = ["append_records", "stream_backlog"]
+__all__ = ["CHUNK", "append_records", "stream_backlog"]
 
-CHUNK = 10_000
-"""Entries per script call: bounds how long one call keeps Redis busy (~10 ms)."""
+CHUNK = MAX_APPEND_BATCH
+"""Most entries of one (atomic) call: bounds how long it keeps Redis busy (~10 ms)."""
 
-# KEYS[1] stream; ARGV: limit (-1: none), entries in the whole batch, version, payloads...
+# KEYS[1] stream; ARGV: limit (-1: none), entries the check counts, version, payloads...
 # Returns the entry IDs, or {-1, backlog} when the backlog is over the limit.
 _SCRIPT = f"""#!lua
 local limit = tonumber(ARGV[1])
@@ -66,43 +72,47 @@ async def append_records(
     *,
     max_backlog: int | None = None,
     retry_after: float = 1.0,
+    incoming: int | None = None,
     fsync_timeout: float | None = None,
 ) -> list[bytes]:
-    """Append each JSON payload as one entry and return the entry IDs, in order.
+    """Append each JSON payload as one entry, atomically; return the entry IDs, in order.
 
     All entries are durable in Redis (as far as its AOF policy goes) when this returns.
-    With ``fsync_timeout`` (seconds), each chunk is followed by ``WAITAOF 1 0`` on the same
+    With ``max_backlog`` set, a non-empty stream whose backlog plus ``incoming`` entries
+    (default: this batch) would pass it raises :class:`Backpressure` and nothing is written
+    (an empty stream always takes the batch, so a batch larger than the limit cannot block
+    forever). More than :data:`CHUNK` payloads raise ``ValueError``: split them first (a
+    request written in parts passes its whole size as ``incoming`` to the first part and no
+    ``max_backlog`` to the others, so only the first can be refused).
+
+    With ``fsync_timeout`` (seconds), the append is followed by ``WAITAOF 1 0`` on the same
     connection: this returns only once Redis confirms the entries fsynced to its AOF, and
     raises :class:`ServiceUnavailable` when it does not within the timeout (the entries may
     then be in Redis all the same: a resend may duplicate them).
-    With ``max_backlog`` set, a non-empty stream whose backlog plus this batch would pass it
-    raises :class:`Backpressure` and nothing is written (an empty stream always takes the
-    batch, so a batch larger than the limit cannot block forever).
     """
     if not payloads:
         return []
-    total = len(payloads)
-    ids: list[bytes] = []
+    if len(payloads) > CHUNK:
+        raise ValueError(
+            f"{len(payloads)} payloads in one append; at most {CHUNK} are written atomically"
+        )
+    limit = -1 if max_backlog is None else max_backlog
+    count = len(payloads) if incoming is None else incoming
     try:
-        for start in range(0, total, CHUNK):
-            limit = max_backlog if (max_backlog is not None and start == 0) else -1
-            chunk = payloads[start : start + CHUNK]
-            args = [limit, total, SCHEMA_VERSION, *chunk]
-            if fsync_timeout is None:
-                result = await _run(client, stream, args)
-            else:
-                result = await _run_fsynced(client, stream, args, fsync_timeout)
-            if result and isinstance(result[0], int):
-                backlog = result[1]
-                raise Backpressure(
-                    f"stream {stream} holds {backlog!s} unprocessed entries "
-                    f"(limit {max_backlog}); retry later",
-                    delay=retry_after,
-                )
-            ids.extend(e if isinstance(e, bytes) else str(e).encode() for e in result)
+        args: list[object] = [limit, count, SCHEMA_VERSION, *payloads]
+        if fsync_timeout is None:
+            result = await _run(client, stream, args)
+        else:
+            result = await _run_fsynced(client, stream, args, fsync_timeout)
     except RedisError as exc:
         raise ServiceUnavailable(f"Redis unreachable while appending to {stream}: {exc}") from exc
-    return ids
+    if result and isinstance(result[0], int):
+        raise Backpressure(
+            f"stream {stream} holds {result[1]!s} unprocessed entries (limit {max_backlog}); "
+            "retry later",
+            delay=retry_after,
+        )
+    return [e if isinstance(e, bytes) else str(e).encode() for e in result]
 
 
 async def _run(client: aioredis.Redis, stream: str, args: list[object]) -> list[bytes | int]:

@@ -14,6 +14,7 @@ __all__ = [
     "VERSION_FIELD",
     "StreamNames",
     "origin_of",
+    "stream_names",
 ]
 
 DATA_FIELD = "data"
@@ -81,3 +82,14 @@ class StreamNames:
     def dead_letter(stream: str) -> str:
         """Dead-letter stream of ``stream``: entries that can never succeed, with reasons."""
         return f"{stream}:dead-letter"
+
+
+def stream_names(pipeline: str | None, key_prefix: str = "") -> StreamNames:
+    """The one way to name a pipeline's streams from its settings: an explicit
+    ``redis.key_prefix`` wins, else the pipeline's own prefix (none for ``default``).
+
+    Call it as ``stream_names(settings.pipeline, settings.redis.key_prefix)``.
+    """
+    if key_prefix:
+        return StreamNames(prefix=key_prefix)
+    return StreamNames.for_pipeline(pipeline)

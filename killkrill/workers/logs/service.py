@@ -13,11 +13,11 @@ import signal
 from collections.abc import Callable
 
 from killkrill.config.workers import LogWorkerSettings
+from killkrill.ops import OpsServer
 from killkrill.streams.durability import check_redis_durability
 from killkrill.workers.base import BatchResult
 from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.logs.worker import LogWorker
-from killkrill.workers.ops import OpsServer
 
 __all__ = ["GAUGE_INTERVAL", "serve"]
 

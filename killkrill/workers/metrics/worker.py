@@ -47,6 +47,7 @@ from killkrill.config.workers import MetricsWorkerSettings
 from killkrill.db import create_engine
 from killkrill.db.retention import PruneResult, prune_aggregates, prune_ledger
 from killkrill.errors import ValidationError
+from killkrill.ops import OpsServer
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
 from killkrill.streams.dead_letter import lowest_origin_ids
@@ -65,7 +66,6 @@ from killkrill.workers.metrics.instruments import Instruments
 from killkrill.workers.metrics.sample import Sample, parse_entry
 from killkrill.workers.metrics.settings import settings_from_seed
 from killkrill.workers.metrics.store import MetricsSink, MetricStore
-from killkrill.workers.ops import OpsServer
 from killkrill.workers.retry import Backoff
 from killkrill.workers.sync import LoopThread
 

@@ -26,9 +26,9 @@ import redis.asyncio as aioredis
 from killkrill.config import ReceiverSettings
 from killkrill.receivers.http_app import build_http_app
 from killkrill.receivers.metrics import ReceiverMetrics
-from killkrill.receivers.run import stream_names
 from killkrill.receivers.sink import StreamSink
 from killkrill.receivers.syslog_server import SyslogServer
+from killkrill.streams import stream_names
 
 MakeSettings = Callable[..., ReceiverSettings]
 
@@ -119,15 +119,16 @@ async def start_syslog(
     async def start(**overrides: Any) -> SyslogServer:
         settings = make_settings(**{"syslog.host": "127.0.0.1", "syslog.port": 0, **overrides})
         metrics = ReceiverMetrics()
-        sink = StreamSink(aredis, stream_names(settings), settings.backpressure, metrics)
-        server = SyslogServer(settings.syslog, sink, metrics)
+        names = stream_names(settings.pipeline, settings.redis.key_prefix)
+        sink = StreamSink(aredis, names, settings.streams, settings.backpressure, metrics)
+        server = SyslogServer(settings, sink, metrics)
         await server.start()
         servers.append(server)
         return server
 
     yield start
     for server in servers:
-        await server.stop(drain_timeout=5)
+        await server.stop()
 
 
 class ReceiverProcess:
@@ -138,6 +139,7 @@ class ReceiverProcess:
     ) -> None:
         self.args = args
         self.health_url = health_url
+        self.ops_port = int(env["KILLKRILL_OPS__PORT"])
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -186,8 +188,19 @@ def receiver_process(
     """``receiver_process("http", "--port", ..., health_url=...)``: stopped after the test."""
     started: list[ReceiverProcess] = []
 
-    def start(*args: str, health_url: str, env: dict[str, str] | None = None) -> ReceiverProcess:
-        environ = {**os.environ, "REDIS_URL": redis_url, **(env or {})}
+    def start(
+        *args: str, health_url: str | None = None, env: dict[str, str] | None = None
+    ) -> ReceiverProcess:
+        """Without ``health_url`` the process is waited for on its ops port (``ops_port``,
+        a free one unless ``env`` sets ``KILLKRILL_OPS__PORT``)."""
+        environ = {
+            **os.environ,
+            "REDIS_URL": redis_url,
+            "KILLKRILL_OPS__PORT": str(_free_port()),
+            **(env or {}),
+        }
+        if health_url is None:
+            health_url = f"http://127.0.0.1:{environ['KILLKRILL_OPS__PORT']}/healthz"
         log_path = str(tmp_path / f"receiver-{len(started)}.log")
         proc = ReceiverProcess(list(args), environ, health_url, log_path)
         started.append(proc)

@@ -34,6 +34,9 @@ async def test_429_with_retry_after_and_nothing_accepted_is_lost(
                 assert response.headers["retry-after"] == "3"
                 body = response.json()
                 assert body["error"] == "backpressure" and "limit 20" in body["message"]
+                # Refused before writing: resending is safe, and the answer says so.
+                assert body["written"] == "none"
+                assert "nothing was written: send the same request again" in body["message"]
                 refused += 1
 
         await asyncio.gather(*(send(i) for i in range(30)))
@@ -72,6 +75,7 @@ async def test_remote_write_backpressure_is_503_so_prometheus_retries(
     async with make_client(**{"backpressure.max_backlog": 1}) as c:
         response = await c.post("/api/v1/write", content=body, headers=headers)
     assert response.status_code == 503 and "retry-after" in response.headers
+    assert response.json()["written"] == "none"
     assert redis_client.xlen("metrics-stream") == 1
 
 

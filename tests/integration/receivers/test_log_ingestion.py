@@ -126,7 +126,13 @@ async def test_named_pipeline_prefixes_the_stream(
 
 async def test_health_ready_metrics_and_openapi(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
-    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    assert (await client.get("/readyz")).json() == {
+        "status": "ready",
+        "streams": {
+            "logs-stream": {"backlog": 0, "limit": 1_000_000, "full": False},
+            "metrics-stream": {"backlog": 0, "limit": 1_000_000, "full": False},
+        },
+    }
     await client.post("/api/v1/logs", json=[LOG, LOG])
     await client.post("/api/v1/logs", json={"x": 1})
     text = (await client.get("/metrics")).text
@@ -144,15 +150,22 @@ async def test_health_ready_metrics_and_openapi(client: httpx.AsyncClient) -> No
     assert (await client.get("/docs")).status_code == 200
 
 
-async def test_readyz_reports_full_backlog(
+async def test_a_full_backlog_keeps_the_receiver_ready_answering_429(
     make_client: Callable[..., httpx.AsyncClient], redis_client: redis.Redis
 ) -> None:
+    """A full stream is reported, not a reason to leave the Service: clients must keep
+    getting 429 + Retry-After from a ready receiver (defect 10)."""
     for _ in range(3):
         redis_client.xadd("logs-stream", {"data": b"{}"})
     async with make_client(**{"backpressure.max_backlog": 3}) as c:
-        response = await c.get("/readyz")
-    assert response.status_code == 503
-    assert "logs-stream" in response.json()["problems"]
+        ready = await c.get("/readyz")
+        refused = await c.post("/api/v1/logs", json=LOG)
+        metrics = (await c.get("/metrics")).text
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["streams"]["logs-stream"] == {"backlog": 3, "limit": 3, "full": True}
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+    assert 'killkrill_receiver_stream_backlog_entries{stream="logs-stream"} 3.0' in metrics
+    assert "killkrill_receiver_stream_backlog_limit_entries 3.0" in metrics
 
 
 async def test_redis_down_answers_503_with_retry_after(
@@ -170,5 +183,13 @@ async def test_redis_down_answers_503_with_retry_after(
     await dead.aclose()
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
-    assert response.json()["error"] == "redis_unavailable"
+    body = response.json()
+    assert body["error"] == "redis_unavailable" and body["written"] == "unknown"
+    # The append may have run before the answer was lost: no promise that resending is safe.
+    assert (
+        "may have been accepted; resending may duplicate them unless records carry an id"
+        in (body["message"])
+    )
+    assert "send the same request again" not in body["message"]
     assert ready.status_code == 503
+    assert "redis" in ready.json()["problems"]

@@ -80,11 +80,28 @@ async def test_summary_nan_is_refused_per_line(
     assert [s["name"] for s in read_stream("metrics-stream")] == ["rpc_count"]
 
 
-async def test_named_metric_stream(client: httpx.AsyncClient, read_stream: ReadStream) -> None:
-    response = await client.post("/api/v1/metrics?stream=http_requests", json=SAMPLE)
+async def test_named_metric_stream(
+    make_client: Callable[..., httpx.AsyncClient], read_stream: ReadStream
+) -> None:
+    async with make_client(streams=["logs", "metrics", "http_requests"]) as c:
+        response = await c.post("/api/v1/metrics?stream=http_requests", json=SAMPLE)
     assert response.status_code == 200
     assert len(read_stream("http_requests-stream")) == 1
     assert read_stream("metrics-stream") == []
+
+
+async def test_remote_write_over_the_batch_limit_is_written_in_parts(
+    make_client: Callable[..., httpx.AsyncClient], read_stream: ReadStream
+) -> None:
+    """Prometheus drops a request answered 413: one over http.max_batch_records is split
+    into appends of that size, and the 204 means every sample is in Redis (defect 10)."""
+    series = [({"__name__": "up", "i": str(i)}, [(1.0, 1704542400000)]) for i in range(25)]
+    request = bytes(cramjam.snappy.compress_raw(encode_write_request(series)))
+    headers = {"content-type": "application/x-protobuf", "content-encoding": "snappy"}
+    async with make_client(**{"http.max_batch_records": 10}) as c:
+        response = await c.post("/api/v1/write", content=request, headers=headers)
+    assert response.status_code == 204, response.text
+    assert [s["labels"]["i"] for s in read_stream("metrics-stream")] == [str(i) for i in range(25)]
 
 
 async def test_remote_write_samples_keep_their_labels(

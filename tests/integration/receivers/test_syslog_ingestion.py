@@ -11,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import redis
+import redis.asyncio as aioredis
 
-from killkrill.receivers.syslog_server import SyslogServer
+from killkrill.receivers.syslog_server import FRAME_OVERHEAD, SyslogServer
 
 ReadStream = Callable[[str], list[dict[str, Any]]]
 LOGGER = shutil.which("logger")
@@ -137,59 +139,174 @@ async def test_mixed_framing_oversized_and_garbage_over_raw_tcp(
     assert oversized == 1
 
 
-async def test_tcp_backpressure_pauses_reading_and_loses_nothing(
-    start_syslog: Callable[..., Any], redis_client: redis.Redis, read_stream: ReadStream
+async def wait_until(
+    check: Callable[[], object], what: str, within: float = 20, interval: float = 0.01
 ) -> None:
-    """With the stream at its backlog limit the server stops reading; once a worker drains
-    the stream every message arrives, none twice."""
-    server: SyslogServer = await start_syslog(
-        **{"backpressure.max_backlog": 50, "backpressure.retry_after": 0.1, "syslog.batch_size": 10}
-    )
-    _reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
-    for i in range(300):
-        writer.write(f"<14>1 2024-01-06T12:00:00Z h app - - - msg {i}\n".encode())
-    await writer.drain()
-    await asyncio.sleep(1.0)
-    assert redis_client.xlen("logs-stream") <= 60  # held back, not written
-    assert server.metrics.syslog_paused._value.get() >= 0  # counter exists
+    """Let the server run until ``check()`` is true (the test and the server share a loop)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def drain(
+    aredis: aioredis.Redis, until: Callable[[list[str]], object], within: float = 60
+) -> list[str]:
+    """Act as the worker: read and delete logs-stream entries until ``until(messages)``."""
     seen: list[str] = []
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while len(seen) < 300 and loop.time() < deadline:  # act as the worker: read and delete
-        for entry_id, fields in redis_client.xrange("logs-stream"):
-            import orjson
+    deadline = loop.time() + within
+    while not until(seen):
+        if loop.time() > deadline:
+            raise AssertionError(f"drained {len(seen)} messages, not all expected")
+        entries = await aredis.xrange("logs-stream")
+        seen.extend(orjson.loads(fields[b"data"]).get("message", "") for _, fields in entries)
+        if entries:
+            await aredis.xdel("logs-stream", *(entry_id for entry_id, _ in entries))
+        else:
+            await asyncio.sleep(0.005)
+    return seen
 
-            seen.append(orjson.loads(fields[b"data"])["message"])
-            redis_client.xdel("logs-stream", entry_id)
-        await asyncio.sleep(0.05)
+
+def value(metric: Any, **labels: str) -> float:
+    child = metric.labels(**labels) if labels else metric
+    return float(child._value.get())
+
+
+async def test_tcp_backpressure_pauses_reading_and_loses_nothing(
+    start_syslog: Callable[..., Any], aredis: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    """With the stream at its backlog limit the server stops reading the connection (TCP
+    flow control then holds the sender back); once a worker drains the stream every message
+    arrives, in order, none twice."""
+    server: SyslogServer = await start_syslog(
+        **{"backpressure.max_backlog": 50, "backpressure.retry_after": 0.01,
+           "syslog.batch_size": 10, "syslog.tcp_buffer_bytes": 4096}
+    )  # fmt: skip
+    lines = [f"<14>1 2024-01-06T12:00:00Z h app - - - msg {i:05d}\n".encode() for i in range(20000)]
+    sent = sum(len(line) for line in lines)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
+
+    async def send() -> None:
+        for start in range(0, len(lines), 500):
+            writer.write(b"".join(lines[start : start + 500]))
+            await writer.drain()
+
+    sender = asyncio.create_task(send())
+    metrics = server.metrics
+    await wait_until(
+        lambda: value(metrics.syslog_waiting_writes) == 1 and value(metrics.syslog_read_paused),
+        "a batch to wait for the full stream and reading to pause",
+    )
+    # Held back at the limit: the waiting batch of 10 would pass 50.
+    assert 40 < redis_client.xlen("logs-stream") <= 50
+    read = value(metrics.received_bytes, protocol="syslog-tcp")
+    assert 0 < read < sent, "the paused server has not read what was sent"
+    seen = await drain(aredis, lambda seen: len(seen) >= len(lines))
+    await sender
     writer.close()
     await writer.wait_closed()
-    assert seen == [f"msg {i}" for i in range(300)]
+    assert seen == [f"msg {i:05d}" for i in range(20000)]
+    assert value(metrics.syslog_paused) > 0, "the pause was measured"
+    assert value(metrics.syslog_read_paused) == 0
 
 
-async def test_udp_drops_are_counted_when_the_queue_is_full(
-    start_syslog: Callable[..., Any], redis_client: redis.Redis
+async def test_udp_queue_is_bounded_in_bytes_and_drops_are_counted(
+    start_syslog: Callable[..., Any], redis_client: redis.Redis, aredis: aioredis.Redis
 ) -> None:
+    """While Redis refuses writes, UDP messages wait in memory up to syslog.udp_queue_bytes
+    (each counted with its bookkeeping); exactly the ones that do not fit are dropped."""
     server: SyslogServer = await start_syslog(
-        **{"syslog.udp_queue": 5, "backpressure.max_backlog": 1, "backpressure.retry_after": 0.2}
-    )
+        **{"syslog.udp_queue_bytes": 65536, "backpressure.max_backlog": 1,
+           "backpressure.retry_after": 0.05}
+    )  # fmt: skip
     redis_client.xadd("logs-stream", {"data": b"{}"})  # the stream is "full" from the start
+    metrics = server.metrics
     loop = asyncio.get_running_loop()
     transport, _ = await loop.create_datagram_endpoint(
         asyncio.DatagramProtocol, remote_addr=("127.0.0.1", server.udp_port)
     )
-    for i in range(50):
-        transport.sendto(f"<14>udp {i}".encode())
+    size = 32
+    fits = 65536 // (size + FRAME_OVERHEAD)  # 409
+    sent = 500
+
+    def handled() -> float:
+        return value(metrics.syslog_frames_read, transport="udp") + value(
+            metrics.syslog_udp_dropped
+        )
+
+    for i in range(sent):  # one at a time, so the kernel's own buffer never drops any
+        transport.sendto(f"<14>udp {i:03d}".encode().ljust(size, b"."))
+        await wait_until(lambda n=i + 1: handled() == n, f"datagram {i}", interval=0)
     transport.close()
-    await asyncio.sleep(0.5)
-    dropped = server.metrics.syslog_udp_dropped._value.get()
-    assert dropped >= 40
-    accepted = server.metrics.accepted.labels(kind="logs", protocol="syslog")
-    loop_deadline = loop.time() + 10
-    while accepted._value.get() + dropped < 50 and loop.time() < loop_deadline:
-        redis_client.delete("logs-stream")  # act as the worker: drain
-        await asyncio.sleep(0.05)
-    assert accepted._value.get() + dropped == 50, "every datagram is written or counted as dropped"
+    assert value(metrics.syslog_frames_read, transport="udp") == fits
+    assert value(metrics.syslog_udp_dropped) == sent - fits
+    assert value(metrics.syslog_udp_queued_bytes) == fits * (size + FRAME_OVERHEAD)
+    stored = await drain(aredis, lambda seen: len(seen) >= fits + 1)
+    assert stored == ["", *(f"udp {i:03d}".ljust(size - 4, ".") for i in range(fits))]
+    assert value(metrics.accepted, kind="logs", protocol="syslog") == fits
+    assert value(metrics.syslog_udp_queued_bytes) == 0
+
+
+async def test_a_connection_past_the_cap_is_closed_and_counted(
+    start_syslog: Callable[..., Any], redis_client: redis.Redis
+) -> None:
+    server: SyslogServer = await start_syslog(**{"syslog.max_connections": 2})
+    metrics = server.metrics
+    kept = [await asyncio.open_connection("127.0.0.1", server.tcp_port) for _ in range(2)]
+    await wait_until(lambda: value(metrics.syslog_connections) == 2, "two connections")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
+    assert await asyncio.wait_for(reader.read(), 10) == b"", "the third was closed"
+    writer.close()
+    assert value(metrics.syslog_refused_connections) == 1
+    for i, (_r, w) in enumerate(kept):
+        w.write(f"<14>1 2024-01-06T12:00:00Z h app - - - kept {i}\n".encode())
+        await w.drain()
+    await wait_for(redis_client, 2)
+    for _r, w in kept:
+        w.close()
+    await wait_until(lambda: value(metrics.syslog_connections) == 0, "connections to close")
+
+
+async def test_an_idle_connection_is_closed_after_its_frames_are_written(
+    start_syslog: Callable[..., Any], read_stream: ReadStream
+) -> None:
+    server: SyslogServer = await start_syslog(**{"syslog.idle_timeout": 0.5})
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
+    writer.write(b"<14>1 2024-01-06T12:00:00Z h app - - - whole\n<14>unterminated last line")
+    await writer.drain()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await asyncio.wait_for(reader.read(), 10) == b"", "the server closed it"
+    assert loop.time() - started >= 0.4  # not before the idle time
+    writer.close()
+    assert [r["message"] for r in read_stream("logs-stream")] == [
+        "whole",
+        "unterminated last line",
+    ]
+    assert value(server.metrics.syslog_idle_closed) == 1
+
+
+async def test_syslog_applies_the_record_limits(
+    start_syslog: Callable[..., Any], redis_client: redis.Redis, read_stream: ReadStream
+) -> None:
+    """A message dated beyond limits.max_future_seconds is rejected and counted, like over
+    HTTP (a sender's wrong clock would otherwise open far-future daily indices)."""
+    server: SyslogServer = await start_syslog(**{"limits.max_message_length": 10})
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
+    writer.write(
+        b"<14>1 2999-01-06T12:00:00Z h app - - - from the future\n"
+        b"<14>1 2024-01-06T12:00:00Z h app - - - far too long a message\n"
+        b"<14>1 2024-01-06T12:00:00Z h app - - - fine\n"
+    )
+    await writer.drain()
+    await wait_for(redis_client, 1)
+    rejected = server.metrics.rejected.labels(kind="logs", reason="invalid")
+    await wait_until(lambda: rejected._value.get() == 2, "two rejections")
+    writer.close()
+    assert [r["message"] for r in read_stream("logs-stream")] == ["fine"]
 
 
 def _self_signed(directory: Path) -> tuple[Path, Path]:
@@ -353,3 +470,23 @@ async def test_rsyslog_forwarding_over_tls(
     assert {(r["service"], r["level"], r["facility"]) for r in stored} == {
         ("secure", "warn", "auth")
     }
+
+
+async def test_a_frame_larger_than_the_connection_buffer_still_arrives(
+    start_syslog: Callable[..., Any], read_stream: ReadStream, redis_client: redis.Redis
+) -> None:
+    """The buffer bound pauses reading for frames waiting on Redis, never for the rest of
+    a frame still arriving (that would wait for ever)."""
+    server: SyslogServer = await start_syslog(**{"syslog.tcp_buffer_bytes": 1024})
+    message = b"<14>1 2024-01-06T12:00:00Z h app - - - " + b"x" * 5000
+    frame = f"{len(message)} ".encode() + message
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
+    writer.write(frame[:3000])
+    await writer.drain()
+    received = server.metrics.received_bytes.labels(protocol="syslog-tcp")
+    await wait_until(lambda: received._value.get() == 3000, "the first part to be read")
+    writer.write(frame[3000:] + b"<14>1 2024-01-06T12:00:00Z h app - - - next\n")
+    await writer.drain()
+    await wait_for(redis_client, 2)
+    writer.close()
+    assert [len(r["message"]) for r in read_stream("logs-stream")] == [5000, 4]

@@ -13,6 +13,8 @@ import orjson
 import pytest
 import redis
 
+from killkrill.receivers.remote_write import encode_write_request
+
 LOG = {"timestamp": "2024-01-06T12:00:00Z", "service": "api", "level": "info", "message": "m"}
 METRIC = {"name": "http_requests_total", "value": 1, "labels": {"code": "200"}}
 JSON = {"content-type": "application/json"}
@@ -81,7 +83,8 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, list[str]]] = [
     ("over-limit-batch", "/api/v1/logs", j([LOG] * 11), JSON, 413, ["http.max_batch_records"]),
     ("over-limit-ndjson", "/api/v1/logs", b"\n".join([j(LOG)] * 11), NDJSON, 413, ["http.max_batch_records"]),
     ("body-too-large", "/api/v1/logs", j([{**LOG, "message": "z" * 900}] * 5), JSON, 413, ["http.max_body_bytes"]),
-    ("stream-param-on-logs", "/api/v1/logs?stream=x", j(LOG), JSON, 400, ["stream"]),
+    ("stream-param-on-logs", "/api/v1/logs?stream=x", j(LOG), JSON, 400, ["stream", "not declared"]),
+    ("log-far-future", "/api/v1/logs", j({**LOG, "timestamp": "2999-01-01T00:00:00Z"}), JSON, 422, ["timestamp", "limits.max_future_seconds"]),
     ("metric-nan", "/api/v1/metrics", j({**METRIC, "value": "NaN"}), JSON, 422, ["value", "finite"]),
     ("metric-inf", "/api/v1/metrics", j({**METRIC, "value": "+Inf"}), JSON, 422, ["value", "finite"]),
     ("metric-bad-name", "/api/v1/metrics", j({**METRIC, "name": "http-requests"}), JSON, 422, ["name", "Prometheus metric name"]),
@@ -94,7 +97,10 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, list[str]]] = [
     ("text-garbage", "/api/v1/metrics", b"{{{ not metrics\n", TEXT, 422, ["metric name"]),
     ("text-duplicate-label", "/api/v1/metrics", b'up{a="1",a="2"} 1\n', TEXT, 422, ["appears twice"]),
     ("text-comments-only", "/api/v1/metrics", b"# HELP up x\n", TEXT, 400, ["no samples"]),
-    ("bad-stream-name", "/api/v1/metrics?stream=no%20spaces", j(METRIC), JSON, 400, ["stream"]),
+    ("bad-stream-name", "/api/v1/metrics?stream=no%20spaces", j(METRIC), JSON, 400, ["stream", "not declared"]),
+    ("metric-far-future", "/api/v1/metrics", j({**METRIC, "timestamp": 32503680000}), JSON, 422, ["timestamp", "limits.max_future_seconds"]),
+    ("text-far-future", "/api/v1/metrics", b"up 1 32503680000000\n", TEXT, 422, ["limits.max_future_seconds"]),
+    ("rw-far-future", "/api/v1/write", snappy(encode_write_request([({"__name__": "up"}, [(1.0, 32503680000000)])])), PROTO, 400, ["limits.max_future_seconds"]),
     ("rw-bad-snappy", "/api/v1/write", b"\x10not snappy at all", PROTO, 400, ["snappy"]),
     ("rw-not-protobuf", "/api/v1/write", snappy(b"\xff\xff\xff"), PROTO, 400, ["WriteRequest"]),
     ("rw-v2", "/api/v1/write", snappy(b""), {**PROTO, "content-type": "application/x-protobuf;proto=io.prometheus.write.v2.Request"}, 415, ["2.0"]),
@@ -104,9 +110,16 @@ CASES: list[tuple[str, str, bytes, dict[str, str], int, list[str]]] = [
 ]  # fmt: skip
 
 
-def test_the_table_is_big_enough() -> None:
-    assert len(CASES) >= 25
-    assert len({c[0] for c in CASES}) == len(CASES)
+@pytest.mark.parametrize(
+    ("path", "status"),
+    sorted({(c[1].split("?")[0], c[4]) for c in CASES}),
+)
+async def test_every_refusal_is_documented_in_the_openapi_document(
+    client: httpx.AsyncClient, path: str, status: int
+) -> None:
+    """What the receiver answers is what its OpenAPI document promises clients."""
+    spec = (await client.get("/openapi.json")).json()
+    assert str(status) in spec["paths"][path]["post"]["responses"]
 
 
 @pytest.fixture
@@ -141,3 +154,19 @@ async def test_bad_input(
     for word in words:
         assert word in message, (word, payload)
     assert redis_client.dbsize() == 0, "a refused request wrote to Redis"
+
+
+async def test_the_past_bound_is_off_by_default_and_refuses_old_records_when_set(
+    make_client: Callable[..., httpx.AsyncClient], redis_client: redis.Redis
+) -> None:
+    old = {**LOG, "timestamp": "2024-01-06T12:00:00Z"}  # backfills and the seed's fixtures
+    async with make_client() as c:
+        assert (await c.post("/api/v1/logs", json=old)).status_code == 200
+    async with make_client(**{"limits.max_past_seconds": 86400}) as c:
+        response = await c.post("/api/v1/logs", json=[old, {**old, "timestamp": None}])
+        recent = await c.post("/api/v1/metrics", json=METRIC)  # no timestamp: now
+    assert response.status_code == 422
+    [error, _] = response.json()["errors"]
+    assert error["field"] == "timestamp" and "limits.max_past_seconds" in error["reason"]
+    assert recent.status_code == 200
+    assert redis_client.xlen("logs-stream") == 1

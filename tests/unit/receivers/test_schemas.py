@@ -181,3 +181,61 @@ def test_metric_model_round_trip() -> None:
     assert MetricSample(name="up", value=1).labels == {}
     with pytest.raises(PydanticValidationError, match="NUL character"):
         MetricSample(name="up", value=1, labels={"a": "x\x00"})
+
+
+NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
+DAY = 86_400.0
+
+
+@pytest.mark.parametrize(
+    ("limits", "timestamp", "setting"),
+    [
+        (RecordLimits(max_future_seconds=DAY), "2025-03-02T11:59:59Z", None),
+        (RecordLimits(max_future_seconds=DAY), "2025-03-02T12:00:00Z", None),  # at the bound
+        (RecordLimits(max_future_seconds=DAY), "2025-03-02T12:00:00.000001Z", "max_future"),
+        (RecordLimits(max_future_seconds=DAY), "2100-01-01T00:00:00Z", "max_future"),
+        (RecordLimits(max_future_seconds=DAY), "1971-01-01T00:00:00Z", None),  # past: off
+        (RecordLimits(max_future_seconds=0), "2025-03-01T12:00:01Z", "max_future"),
+        (RecordLimits(max_past_seconds=DAY), "2025-02-28T12:00:00Z", None),
+        (RecordLimits(max_past_seconds=DAY), "2025-02-28T11:59:59Z", "max_past"),
+        (RecordLimits(max_past_seconds=DAY), "9999-01-01T00:00:00Z", None),  # future: off
+        (RecordLimits(max_future_seconds=1e30), "9999-12-31T00:00:00Z", None),  # no overflow
+        (RecordLimits(max_past_seconds=1e30), "1970-01-01T00:00:00Z", None),
+        (RecordLimits(), "2100-01-01T00:00:00Z", None),  # the workers' UNLIMITED: no window
+    ],
+)
+def test_time_window(limits: RecordLimits, timestamp: str, setting: str | None) -> None:
+    window = limits.window(NOW)
+    records = (
+        lambda: validate_log({**LOG, "timestamp": timestamp}, limits, window=window),
+        lambda: validate_metric({"name": "up", "value": 1, "timestamp": timestamp}, limits,
+                                window=window),
+    )  # fmt: skip
+    for validate in records:
+        if setting is None:
+            validate()
+            continue
+        with pytest.raises(ValidationError) as info:
+            validate()
+        assert info.value.field == "timestamp"
+        assert f"limits.{setting}_seconds" in info.value.reason
+
+
+def test_time_window_defaults_to_the_current_clock() -> None:
+    limits = RecordLimits(max_future_seconds=60)
+    with pytest.raises(ValidationError, match="more than 1 minute"):
+        validate_log({**LOG, "timestamp": "2999-01-01T00:00:00Z"}, limits)
+    validate_log(dict(LOG), limits)
+    sample = validate_metric({"name": "up", "value": 1}, limits)  # defaulted: now, inside
+    assert sample["timestamp"].endswith("Z")
+
+
+def test_record_limits_come_from_every_setting() -> None:
+    from killkrill.config import RecordLimitSettings
+    from killkrill.receivers.limits import record_limits
+
+    settings = RecordLimitSettings(max_labels=3, max_past_seconds=5)
+    limits = record_limits(settings)
+    assert {f: getattr(limits, f) for f in RecordLimits.__dataclass_fields__} == (
+        settings.model_dump()
+    )

@@ -131,3 +131,20 @@ def test_rfc3164_zone_setting_is_validated() -> None:
         ConfigError, match=r"syslog\.rfc3164_timezone: .*not a known IANA time zone"
     ):
         ReceiverSettings.load(None, {"syslog.rfc3164_timezone": "Mars/Olympus"})
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b'<14>1 2024-01-06T12:00:00.000Z host app 123 ID1 [a@1 b="c"] text',
+        b"<13>Jan  6 12:00:00 host app[7]: text",
+        b"no pri at all \xff",
+        b"<999>garbage",
+        b"",
+    ],
+)
+def test_parsed_records_are_valid_so_only_the_limits_can_refuse_them(frame: bytes) -> None:
+    """The syslog receiver checks only the limits of parsed records (check_log_limits):
+    that is sound because every parsed record passes the full validation unchanged."""
+    rec = parse_syslog(frame, received_at=NOW)
+    assert validate_log(dict(rec)) == rec

@@ -1,4 +1,4 @@
-"""The workers' ops port: /healthz, /readyz, /metrics over a real socket."""
+"""The ops port (workers and receivers): /healthz, /readyz, /metrics over a real socket."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 from prometheus_client import CollectorRegistry, Counter
 
-from killkrill.workers.ops import OpsServer
+from killkrill.ops import OpsServer
 
 
 async def _get(port: int, path: str, method: str = "GET") -> tuple[int, str]:
@@ -53,5 +53,34 @@ async def test_a_failing_readiness_check_answers_503() -> None:
         status, body = await _get(port, "/readyz")
         assert status == 503
         assert "kaput" in body
+    finally:
+        await server.stop()
+
+
+async def test_extra_routes_and_a_refresh_before_each_scrape() -> None:
+    registry = CollectorRegistry()
+    scraped = Counter("killkrill_test_scrapes", "Scrapes seen.", registry=registry)
+
+    async def ready() -> tuple[bool, str]:
+        return True, "ready"
+
+    async def refresh() -> None:
+        scraped.inc()
+
+    server = OpsServer(
+        "127.0.0.1",
+        0,
+        registry=registry,
+        ready=ready,
+        refresh=refresh,
+        routes={"/openapi.json": lambda: ("application/json", b'{"openapi": "3.1.0"}')},
+    )
+    port = await server.start()
+    try:
+        assert await _get(port, "/openapi.json") == (200, '{"openapi": "3.1.0"}')
+        assert "killkrill_test_scrapes_total 1.0" in (await _get(port, "/metrics"))[1]
+        assert "killkrill_test_scrapes_total 2.0" in (await _get(port, "/metrics"))[1]
+        status, body = await _get(port, "/docs")
+        assert status == 404 and "/openapi.json" in body
     finally:
         await server.stop()

@@ -1,34 +1,41 @@
-"""The operations port of a long-running worker: ``/healthz``, ``/readyz``, ``/metrics``.
+"""The operations port of every long-running process: ``/healthz``, ``/readyz``, ``/metrics``.
 
-A deliberately tiny HTTP/1.1 server on the worker's own event loop (no framework: three
+A deliberately tiny HTTP/1.1 server on the process's own event loop (no framework: a few
 GET routes, ``Connection: close``), so probes see the loop itself: a wedged loop fails
-``/healthz``.
+``/healthz``. The workers and the receivers (syslog and HTTP) all serve it.
 
 * ``GET /healthz`` - 200 ``ok`` while the process is alive and not stopping.
 * ``GET /readyz`` - 200 when ``ready()`` says every dependency answers, else 503 with why.
-* ``GET /metrics`` - the worker's Prometheus registry in the text format.
+* ``GET /metrics`` - the process's Prometheus registry in the text format (after
+  ``refresh()``, when given, has updated gauges that are read on demand).
+* Any extra ``routes`` (path -> content type and body), e.g. the HTTP receiver's
+  ``/openapi.json`` and ``/docs`` when they are kept off its ingest port.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-__all__ = ["OpsServer"]
+__all__ = ["OpsServer", "ReadyCheck", "Route"]
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, str]]]
+"""Returns ``(ready, detail)``; the detail is the body of ``/readyz``."""
+Route = Callable[[], tuple[str, bytes]]
+"""An extra GET route: returns ``(content type, body)`` (status 200)."""
 
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 _MAX_HEAD_BYTES = 8192
 _READ_TIMEOUT = 5.0
 """Seconds a client may take to send its request head."""
+_TEXT = "text/plain; charset=utf-8"
 
 
 class OpsServer:
-    """Serves the three probe routes on ``host:port`` (port 0 picks a free one)."""
+    """Serves the probe routes on ``host:port`` (port 0 picks a free one)."""
 
     def __init__(
         self,
@@ -38,12 +45,16 @@ class OpsServer:
         registry: CollectorRegistry,
         ready: ReadyCheck,
         alive: Callable[[], bool] = lambda: True,
+        refresh: Callable[[], Awaitable[None]] | None = None,
+        routes: Mapping[str, Route] | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.registry = registry
         self._ready = ready
         self._alive = alive
+        self._refresh = refresh
+        self._routes = dict(routes or {})
         self._server: asyncio.Server | None = None
 
     async def start(self) -> int:
@@ -84,18 +95,25 @@ class OpsServer:
         writer.close()
 
     async def _route(self, method: str, path: str) -> tuple[int, str, bytes]:
-        text = "text/plain; charset=utf-8"
         if method not in ("GET", "HEAD"):
-            return 405, text, b"method not allowed\n"
+            return 405, _TEXT, b"method not allowed\n"
         if path == "/healthz":
             alive = self._alive()
-            return (200 if alive else 503), text, b"ok\n" if alive else b"stopping\n"
+            return (200 if alive else 503), _TEXT, b"ok\n" if alive else b"stopping\n"
         if path == "/readyz":
             try:
                 ok, detail = await self._ready()
             except Exception as exc:  # a probe must answer, whatever the check raised
                 ok, detail = False, f"readiness check failed: {exc}"
-            return (200 if ok else 503), text, f"{detail}\n".encode()
+            return (200 if ok else 503), _TEXT, f"{detail}\n".encode()
         if path == "/metrics":
+            if self._refresh is not None:
+                with contextlib.suppress(Exception):  # stale gauges beat a failed scrape
+                    await self._refresh()
             return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
-        return 404, text, b"not found; try /healthz, /readyz, /metrics\n"
+        route = self._routes.get(path)
+        if route is not None:
+            ctype, body = route()
+            return 200, ctype, body
+        known = ", ".join(["/healthz", "/readyz", "/metrics", *self._routes])
+        return 404, _TEXT, f"not found; try {known}\n".encode()

@@ -1,0 +1,130 @@
+"""SIGTERM of a syslog receiver while rsyslog holds its connection open (defect 5): the
+receiver stops reading, writes every frame it had read, and exits 0 having lost none."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis
+from polling import wait_for
+
+RSYSLOGD = shutil.which("rsyslogd")
+LOGGER = shutil.which("logger")
+
+RSYSLOG_RELAY = """
+global(workDirectory="{workdir}")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="{inport}")
+*.* action(type="omfwd" target="127.0.0.1" port="{outport}" protocol="tcp"
+           template="RSYSLOG_SyslogProtocol23Format" TCP_Framing="octet-counted")
+"""
+
+
+def _metric(text: str, name: str) -> float:
+    """Sum of the samples of ``name`` in a Prometheus exposition."""
+    return sum(
+        float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+    )
+
+
+def _connectable(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _drain(client: redis.Redis, seen: list[str]) -> int:
+    """Act as the worker once: read and delete what logs-stream holds."""
+    entries = client.xrange("logs-stream")
+    seen.extend(orjson.loads(fields[b"data"])["message"] for _, fields in entries)
+    if entries:
+        client.xdel("logs-stream", *(entry_id for entry_id, _ in entries))
+    return len(entries)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    RSYSLOGD is None or LOGGER is None,
+    reason="rsyslogd/logger not installed (Debian: rsyslog, bsdutils)",
+)
+def test_sigterm_writes_every_frame_read_while_rsyslog_holds_the_connection(
+    receiver_process: Callable[..., Any],
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    free_port: Callable[[], int],
+) -> None:
+    port, inport = free_port(), free_port()
+    proc = receiver_process(
+        "syslog", "--host", "127.0.0.1", "--port", str(port), "--no-udp",
+        env={
+            # The stream fills up: the receiver holds frames it read, and stops reading.
+            "KILLKRILL_BACKPRESSURE__MAX_BACKLOG": "200",
+            "KILLKRILL_BACKPRESSURE__RETRY_AFTER": "0.05",
+            "KILLKRILL_SYSLOG__BATCH_SIZE": "50",
+            "KILLKRILL_SYSLOG__TCP_BUFFER_BYTES": "16384",
+        },
+    )  # fmt: skip
+    ops = f"http://127.0.0.1:{proc.ops_port}/metrics"
+    conf = tmp_path / "rsyslog.conf"
+    conf.write_text(RSYSLOG_RELAY.format(workdir=tmp_path, inport=inport, outport=port))
+    assert RSYSLOGD is not None and LOGGER is not None
+    rsyslog = subprocess.Popen(
+        [RSYSLOGD, "-n", "-f", str(conf), "-i", str(tmp_path / "rsyslog.pid")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _connectable(inport), 30, "rsyslog's TCP input")
+        lines = tmp_path / "lines.txt"
+        sent = [f"held message {i:05d}" for i in range(20000)]
+        lines.write_text("\n".join(sent) + "\n")
+        subprocess.run(
+            [LOGGER, "--server", "127.0.0.1", "--port", str(inport), "--tcp",
+             "--rfc5424=notq", "-t", "relayed", "-f", str(lines)],
+            check=True, timeout=60,
+        )  # fmt: skip
+
+        def held() -> float | None:
+            """Frames read once a batch waits for the full stream and reading is paused:
+            nobody drains the stream, so nothing more is read and the count is final."""
+            text = httpx.get(ops).text
+            waiting = _metric(text, "killkrill_receiver_syslog_waiting_writes")
+            paused = _metric(text, "killkrill_receiver_syslog_read_paused_connections")
+            if waiting == 1 and paused == 1:
+                return _metric(text, "killkrill_receiver_syslog_read_frames_total")
+            return None
+
+        read_before = wait_for(held, 30, "the receiver to hold frames with reading paused")
+        assert read_before > 200, "frames are held beyond what the stream took"
+        assert rsyslog.poll() is None, "rsyslog holds its connection open"
+        proc.proc.send_signal(signal.SIGTERM)
+        seen: list[str] = []
+        deadline = time.monotonic() + 60
+        while proc.proc.poll() is None and time.monotonic() < deadline:
+            if not _drain(redis_client, seen):
+                time.sleep(0.02)
+        _drain(redis_client, seen)
+        assert proc.stop() == 0
+    finally:
+        rsyslog.terminate()
+        rsyslog.wait(20)
+    lines_out = [orjson.loads(line) for line in proc.output().splitlines() if line.startswith("{")]
+    [summary] = [line for line in lines_out if line["msg"].startswith("syslog receiver stopped")]
+    assert summary["lost"] == 0 and summary["rejected"] == 0, summary
+    # Nothing was read after SIGTERM, and everything read before is in Redis, once.
+    assert summary["read"] == read_before, summary
+    assert summary["written"] == summary["read"] == len(seen)
+    assert len(set(seen)) == len(seen) and set(seen) <= set(sent)
+    assert seen == sorted(seen), "in the order rsyslog sent them"
