@@ -267,6 +267,25 @@ class ExpositionSettings(_Group):
         description="Series whose newest sample is older than this many seconds are left "
         "out, so stopped series disappear from Prometheus (default 900 s).",
     )
+    refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="Seconds between two reads of the aggregates that /metrics serves "
+        "(default 5). A scrape never queries PostgreSQL: it gets the newest snapshot, read "
+        "by a thread of its own, so keep this below the Prometheus scrape interval. The "
+        "snapshot's age is exposed as "
+        "killkrill_metrics_worker_exposition_snapshot_age_seconds.",
+    )
+    query_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds the read of the aggregates may take, lock waits included, "
+        "before it is cancelled and counted as a failed refresh (default 5; the query "
+        "normally takes milliseconds). Short, so a locked or overloaded table delays the "
+        "snapshot, never the worker.",
+    )
 
 
 class RetentionSettings(_Group):

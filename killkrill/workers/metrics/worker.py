@@ -17,8 +17,10 @@ Three ways to drive it:
   concurrently (each uses its own Redis connection and consumer group; the PostgreSQL
   transactions run in threads). ``consumer.in_flight`` batches of a stream at once.
 * :meth:`MetricsWorker.run` - the long-running mode of ``killkrill worker metrics``: every
-  configured stream (``consumer.in_flight`` batches of each at once), the ops port and
-  scheduled retention, until ``stop`` is set.
+  configured stream (``consumer.in_flight`` batches of each at once), the ops port (its
+  ``/metrics`` aggregates from a snapshot refreshed in a thread, see
+  :mod:`~killkrill.workers.metrics.snapshot`) and scheduled retention
+  (:mod:`~killkrill.workers.metrics.retention`), until ``stop`` is set.
 
 Batches in flight together overlap the Python work of one (read, parse, fold) with the
 PostgreSQL work of another. Their transactions take locks in one order - series advisory
@@ -42,12 +44,12 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from killkrill.config.workers import MetricsWorkerSettings
 from killkrill.db import create_engine
-from killkrill.db.retention import PruneResult, prune_aggregates, prune_ledger
+from killkrill.db.engine import ping
+from killkrill.db.retention import PruneResult
 from killkrill.errors import ValidationError
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
@@ -58,12 +60,13 @@ from killkrill.workers.base import (
     parse_each,
     run_lanes,
     run_together,
-    sleep_or_stop,
 )
+from killkrill.workers.metrics import retention
 from killkrill.workers.metrics.collector import AggregatesCollector
 from killkrill.workers.metrics.instruments import Instruments
 from killkrill.workers.metrics.sample import Sample, parse_entry
 from killkrill.workers.metrics.settings import settings_from_seed
+from killkrill.workers.metrics.snapshot import AggregatesSnapshot, exposition_engine
 from killkrill.workers.metrics.store import MetricsSink, MetricStore
 from killkrill.workers.ops import OpsServer
 from killkrill.workers.retry import Backoff
@@ -107,13 +110,17 @@ class MetricsWorker:
             instruments=self.instruments,
         )
         self.sink = MetricsSink(self.store)
-        self.collector = AggregatesCollector(
-            self.engine,
-            max_age_seconds=s.exposition.max_age_seconds,
-            instruments=self.instruments,
-        )
+        self.snapshot: AggregatesSnapshot | None = None
         if s.exposition.enabled:
-            self.instruments.registry.register(self.collector)
+            self.snapshot = AggregatesSnapshot(
+                exposition_engine(
+                    s.database.url, query_timeout_seconds=s.exposition.query_timeout_seconds
+                ),
+                max_age_seconds=s.exposition.max_age_seconds,
+                refresh_seconds=s.exposition.refresh_seconds,
+                instruments=self.instruments,
+            )
+            self.instruments.registry.register(AggregatesCollector(self.snapshot))
         self.backoff = Backoff(
             base=s.retry.initial_backoff,
             factor=s.retry.multiplier,
@@ -253,6 +260,8 @@ class MetricsWorker:
         retention schedule. ``on_started`` gets the bound ops port."""
         s = self.settings
         client = self._new_client()
+        if self.snapshot is not None:
+            self.snapshot.start()
         ops = OpsServer(
             s.ops.host,
             s.ops.port,
@@ -277,11 +286,19 @@ class MetricsWorker:
             for name in s.streams
         ]
         if s.retention.interval_seconds > 0:
-            tasks.append(asyncio.create_task(self._prune_loop(client, stop)))
+            tasks.append(
+                asyncio.create_task(
+                    retention.prune_periodically(
+                        lambda: self._prune_round(client), stop, s.retention.interval_seconds
+                    )
+                )
+            )
         try:
             await run_together(tasks)
         finally:
             await ops.stop()
+            if self.snapshot is not None:
+                self.snapshot.stop()
             await client.aclose()
             log.info("metrics worker stopped")
 
@@ -313,70 +330,44 @@ class MetricsWorker:
             on_batch=count,
         )
 
-    def _database_ok(self) -> bool:
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return True
-
-    async def _prune_loop(self, client: aioredis.Redis, stop: asyncio.Event) -> None:
-        interval = self.settings.retention.interval_seconds
-        while not stop.is_set():
-            try:
-                result = await self.prune_async(client)
-                log.info(
-                    "pruned",
-                    extra={
-                        "buckets": result.buckets,
-                        "series": result.series,
-                        "ledger": result.ledger,
-                    },
-                )
-            except Exception as exc:  # pruning is housekeeping: log and try next round
-                log.warning("pruning failed: %s", exc)
-            await sleep_or_stop(stop, interval)
-
     async def ready(self, client: aioredis.Redis) -> tuple[bool, str]:
-        """``/readyz``: Redis answers PING and PostgreSQL answers ``SELECT 1``."""
+        """``/readyz``: Redis answers PING and PostgreSQL answers ``SELECT 1`` (in a thread)."""
         problems: list[str] = []
         try:
             await client.ping()
         except (RedisError, OSError) as exc:
             problems.append(f"redis: {exc}")
-        if not await asyncio.to_thread(self._database_ok):
-            problems.append("postgresql: unreachable")
+        why = await asyncio.to_thread(ping, self.engine)
+        if why is not None:
+            problems.append(f"postgresql: unreachable ({why})")
         return (not problems, "; ".join(problems) or "ready")
 
     # --- retention -----------------------------------------------------------------------------
 
-    async def prune_async(self, client: aioredis.Redis) -> PruneResult:
-        """Delete buckets past ``retention.max_age_seconds``, orphaned series, and ledger rows
-        of entries that can no longer be delivered (below each group's first pending or
-        next undelivered entry)."""
-        bounds: dict[str, tuple[int, int]] = {}
-        for name in self.settings.streams:
-            key = self.stream_key(name)
-            bound = await _ledger_bound(client, key, self.group)
-            if bound is not None:
-                bounds[key] = bound
-        result = await asyncio.to_thread(self._prune_sync, bounds)
+    async def _prune_round(self, client: aioredis.Redis) -> retention.RetentionReport:
+        s = self.settings
+        report = await retention.prune(
+            self.engine,
+            client,
+            max_age_seconds=s.retention.max_age_seconds,
+            streams=[self.stream_key(name) for name in s.streams],
+        )
+        result = report.result
         for table, n in (
             ("aggregated_metrics", result.buckets),
             ("metric_series", result.series),
             ("metric_applied_entries", result.ledger),
         ):
             self.instruments.pruned.labels(table).inc(n)
-        return result
-
-    def _prune_sync(self, bounds: Mapping[str, tuple[int, int]]) -> PruneResult:
-        with self.engine.begin() as conn:
-            agg = prune_aggregates(conn, self.settings.retention.max_age_seconds)
-            ledger = sum(prune_ledger(conn, stream, bound) for stream, bound in bounds.items())
-        if agg.series:
+        if result.series:  # series known to this process may be gone
             self.store.series.clear()
-        return PruneResult(agg.buckets, agg.series, ledger)
+        return report
+
+    async def prune_async(self, client: aioredis.Redis) -> PruneResult:
+        """Delete buckets past ``retention.max_age_seconds``, orphaned series, and ledger rows
+        of entries that no consumer of any group can be delivered again (see
+        :mod:`~killkrill.workers.metrics.retention`)."""
+        return (await self._prune_round(client)).result
 
     def prune(self) -> PruneResult:
         """Blocking :meth:`prune_async` on the worker's own loop."""
@@ -415,6 +406,9 @@ class MetricsWorker:
             if thread is not None:
                 thread.join(5)
             loop.close()
+        if self.snapshot is not None:
+            self.snapshot.stop()
+            self.snapshot.engine.dispose()
         self.engine.dispose()
 
     def __enter__(self) -> MetricsWorker:
@@ -422,27 +416,3 @@ class MetricsWorker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-async def _ledger_bound(client: aioredis.Redis, stream: str, group: str) -> tuple[int, int] | None:
-    """Lowest entry ID of ``stream`` that ``group`` may still deliver, or None if unknown."""
-    try:
-        groups: Any = await client.xinfo_groups(stream)
-        info: Any = await client.xpending(stream, group)
-    except RedisError:
-        return None
-    last: str | None = None
-    for g in groups:
-        name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
-        if name == group:
-            raw = g["last-delivered-id"]
-            last = raw.decode() if isinstance(raw, bytes) else raw
-    if last is None:
-        return None
-    ms, _, seq = last.partition("-")
-    bound = (int(ms), int(seq) + 1)
-    if int(info["pending"]) > 0 and info["min"] is not None:
-        raw_min = info["min"].decode() if isinstance(info["min"], bytes) else info["min"]
-        pms, _, pseq = raw_min.partition("-")
-        bound = min(bound, (int(pms), int(pseq)))
-    return bound

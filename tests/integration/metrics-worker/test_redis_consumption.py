@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from polling import wait_for
 
 from killkrill.workers.metrics import MetricsWorker
 
@@ -107,13 +108,24 @@ async def test_pending_entries_of_a_dead_consumer_are_reclaimed(
     make_sample: Callable[..., bytes],
     totals: Callable[[], dict[str, tuple[int, float]]],
 ):
-    """Entries read by a consumer that died unacked are taken over after claim_idle_ms."""
+    """Entries read by a consumer that died unacked are taken over after claim_idle_ms.
+
+    claim_idle_ms stays well above the time of one batch, as it must in production: below
+    it, the live consumer's lanes would reclaim each other's entries in flight."""
+    claim_idle_ms = 1000
     add_samples("metrics-stream", [make_sample("reclaimed", i) for i in range(20)])
     redis_client.xgroup_create("metrics-stream", "metrics-worker", id="0")
     redis_client.xreadgroup("metrics-worker", "dead-consumer", {"metrics-stream": ">"}, count=15)
-    await asyncio.sleep(0.2)
 
-    worker = MetricsWorker({**metrics_worker_config, "consumer": "alive", "claim_idle_ms": 100})
+    def idle_long_enough() -> bool:
+        rows = redis_client.xpending_range("metrics-stream", "metrics-worker", "-", "+", 100)
+        return len(rows) == 15 and all(r["time_since_delivered"] > claim_idle_ms for r in rows)
+
+    wait_for(idle_long_enough, 10, "the dead consumer's entries idle past claim_idle_ms")
+
+    worker = MetricsWorker(
+        {**metrics_worker_config, "consumer": "alive", "claim_idle_ms": claim_idle_ms}
+    )
     try:
         result = await worker.process_stream_async("metrics")
     finally:
