@@ -253,6 +253,24 @@ class AggregationSettings(_Group):
         description="Seconds one PostgreSQL transaction's statement may run (default 30) "
         "before it is cancelled and the batch retried.",
     )
+    series_cache_size: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Series (name + label set) one worker process remembers, least recently "
+        "used forgotten first (default 100,000; about 1 KiB each, so ~100 MiB when full). "
+        "A remembered series needs no cardinality lookup and no label encoding; one "
+        "forgotten is looked up again (slower, as exact). Keep it above the number of "
+        "series that receive samples within a few minutes.",
+    )
+    parse_cache_size: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Entries of each memo of the sample parser (metric names and label "
+        "names already validated, calendar seconds of timestamps already converted), least "
+        "recently used forgotten first (default 10,000 each; a few MiB at most).",
+    )
 
 
 class ExpositionSettings(_Group):

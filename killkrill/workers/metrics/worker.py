@@ -64,7 +64,7 @@ from killkrill.workers.base import (
 from killkrill.workers.metrics import retention
 from killkrill.workers.metrics.collector import AggregatesCollector
 from killkrill.workers.metrics.instruments import Instruments
-from killkrill.workers.metrics.sample import Sample, parse_entry
+from killkrill.workers.metrics.sample import Sample, SampleParser
 from killkrill.workers.metrics.settings import settings_from_seed
 from killkrill.workers.metrics.snapshot import AggregatesSnapshot, exposition_engine
 from killkrill.workers.metrics.store import MetricsSink, MetricStore
@@ -108,7 +108,9 @@ class MetricsWorker:
             bucket_seconds=s.aggregation.bucket_seconds,
             max_series_per_metric=s.aggregation.max_series_per_metric,
             instruments=self.instruments,
+            series_cache_size=s.aggregation.series_cache_size,
         )
+        self.parser = SampleParser(s.aggregation.parse_cache_size)
         self.sink = MetricsSink(self.store)
         self.snapshot: AggregatesSnapshot | None = None
         if s.exposition.enabled:
@@ -155,7 +157,7 @@ class MetricsWorker:
         return StreamWorker(
             group,
             self.sink,
-            parse_each(parse_entry),
+            parse_each(self.parser.parse_entry),
             worker_name=f"metrics-worker/{self.consumer}",
             backoff=self.backoff,
             max_retries=self.settings.retry.max_retries,
