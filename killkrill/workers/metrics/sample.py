@@ -99,6 +99,11 @@ class SampleParser:
         """Label names that passed :data:`LABEL_NAME_RE`."""
         self.seconds: Lru[str, int] = Lru(cache_size)
         """``YYYY-MM-DDTHH:MM:SS`` (a valid calendar second, UTC) -> epoch seconds."""
+        # The memos' C methods, bound once: a hit is then one call (KeyError on a miss).
+        self._name_hit = self.names.move_to_end
+        self._label_hit = self.label_names.move_to_end
+        self._second_hit = self.seconds.move_to_end
+        self._second = self.seconds.__getitem__
 
     def parse(self, data: bytes | str) -> Sample:
         """See :func:`parse_sample`."""
@@ -144,7 +149,7 @@ class SampleParser:
         if type(name) is not str:
             return None
         try:
-            self.names.move_to_end(name)
+            self._name_hit(name)
         except KeyError:
             if not METRIC_NAME_RE.fullmatch(name):
                 return None
@@ -157,17 +162,16 @@ class SampleParser:
         else:
             return None
         if type(labels) is dict:
-            label_names = self.label_names
-            seen_label = label_names.move_to_end
+            label_hit = self._label_hit
             for key, val in labels.items():
                 if type(val) is not str:
                     return None
                 try:
-                    seen_label(key)
+                    label_hit(key)
                 except KeyError:
                     if not LABEL_NAME_RE.fullmatch(key):
                         return None
-                    label_names.put(key, None)
+                    self.label_names.put(key, None)
             pairs: tuple[tuple[str, str], ...] = tuple(sorted(labels.items())) if labels else ()
         elif labels is None:
             pairs = ()
@@ -176,10 +180,9 @@ class SampleParser:
         if type(ts) is str and len(ts) == 27 and ts[26] == "Z" and ts[19] == ".":
             fraction = ts[20:26]
             prefix = ts[:19]
-            seconds = self.seconds
             try:
-                seconds.move_to_end(prefix)
-                second: int | None = seconds[prefix]
+                self._second_hit(prefix)
+                second: int | None = self._second(prefix)
             except KeyError:
                 second = self._calendar_second(prefix)
             if second is None or not (fraction.isdigit() and fraction.isascii()):
