@@ -7,6 +7,7 @@ import signal
 import time
 from urllib.parse import urlsplit
 
+import psycopg2
 import pytest
 
 from killkrill.errors import ValidationError
@@ -139,3 +140,38 @@ def test_postgres_restart_mid_run_loses_nothing(
     assert totals() == {"pg_restart": (5000, 5000.0)}
     assert redis_client.xlen(DLQ) == 0
     assert "batch left pending, waiting for the sink" in worker.output()
+
+
+@pytest.mark.integration
+def test_a_series_cache_smaller_than_the_series_stays_bounded_and_exact(
+    redis_client, metrics_worker_config, add_samples, make_sample, totals, database_schema
+):
+    """100 series through a worker remembering 20 (aggregation.series_cache_size) under a
+    cap of 60 per metric, twice: the cache never holds more than 20, and the series it
+    forgot are looked up again, so the cap counts each series once - the same 60 series
+    are aggregated in both rounds, the other 40 refused both times."""
+    from killkrill.workers.metrics.settings import settings_from_seed
+
+    seed = settings_from_seed({**metrics_worker_config, "max_series_per_metric": 60})
+    settings = seed.model_copy(
+        update={"aggregation": seed.aggregation.model_copy(update={"series_cache_size": 20})}
+    )
+    with MetricsWorker(settings) as worker:
+        for _ in range(2):
+            add_samples(
+                "metrics-stream",
+                [make_sample("evicted", 1, {"series": str(i)}) for i in range(100)],
+            )
+            result = worker.aggregate_batch(count=100)
+            assert (result.success, result.dead_lettered) == (60, 40)
+            assert len(worker.store.series) <= 20
+            assert len(worker.store._series) <= 20
+
+    assert totals() == {"evicted": (120, 120.0)}
+    conn = psycopg2.connect(database_schema)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM metric_series WHERE name = 'evicted'")
+            assert cur.fetchone() == (60,)
+    finally:
+        conn.close()
