@@ -1,7 +1,8 @@
 """``killkrill db``: schema migrations and retention of the PostgreSQL aggregates.
 
 The database URL comes from ``--database-url``, else ``DATABASE_URL``, else
-``TEST_DATABASE_URL``.
+``TEST_DATABASE_URL``; ``prune`` also reads the Redis of the metric streams
+(``--redis-url``, else ``REDIS_URL``), where the entries still pending are.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ def current_cmd(database_url: str | None) -> None:
 @db.command()
 @_url
 @click.option(
+    "--redis-url",
+    help="Redis holding the metric streams (env REDIS_URL): ledger rows of entries that "
+    "may still be delivered there, to any consumer group, are kept.",
+)
+@click.option(
     "--older-than",
     required=True,
     help="Delete buckets that ended longer ago than this (e.g. 7d, 12h, 90m).",
@@ -78,23 +84,57 @@ def current_cmd(database_url: str | None) -> None:
     "--ledger-older-than",
     default=None,
     help="Also delete exactly-once ledger rows of entries created longer ago than this "
-    "(default: the same age). Keep it above the longest time an entry may stay pending or "
-    "in a dead-letter stream (a replay is recognised by its ledger row).",
+    "(default: the same age) that no consumer can be delivered again. Keep it above the "
+    "longest time an entry may wait in a dead-letter stream (a replay is recognised by its "
+    "ledger row).",
 )
-def prune(database_url: str | None, older_than: str, ledger_older_than: str | None) -> None:
-    """Delete old metric buckets, series left without buckets, and old ledger rows."""
+def prune(
+    database_url: str | None,
+    redis_url: str | None,
+    older_than: str,
+    ledger_older_than: str | None,
+) -> None:
+    """Delete old metric buckets, series left without buckets, and spent ledger rows.
+
+    A ledger row goes only once its entry can never be delivered again (below the lowest
+    entry any consumer group of its stream may still receive, read from Redis); the rows of
+    a stream Redis does not have are kept. Without Redis nothing is deleted.
+    """
+    import asyncio
+
+    from killkrill.config import RedisSettings
     from killkrill.db import create_engine
-    from killkrill.db.retention import prune_aggregates, prune_ledger_older_than
+    from killkrill.errors import ServiceUnavailable
+    from killkrill.streams.connection import async_client
+    from killkrill.workers.metrics.retention import RetentionReport
+    from killkrill.workers.metrics.retention import prune as prune_round
 
     age = parse_duration(older_than)
     ledger_age = parse_duration(ledger_older_than) if ledger_older_than else age
     engine = create_engine(_database_url(database_url))
+    url = redis_url or os.environ.get("REDIS_URL") or RedisSettings().url
+
+    async def run() -> RetentionReport:
+        async with async_client(url) as client:
+            return await prune_round(
+                engine, client, max_age_seconds=age, ledger_older_than_seconds=ledger_age
+            )
+
     try:
-        with engine.begin() as conn:
-            result = prune_aggregates(conn, age)
-            ledger = prune_ledger_older_than(conn, ledger_age)
+        report = asyncio.run(run())
+    except ServiceUnavailable as exc:
+        raise ServiceUnavailable(
+            f"{exc}; nothing was deleted: `db prune` reads which entries are still pending "
+            "from the Redis of the metric streams, pass --redis-url or set REDIS_URL"
+        ) from exc
     finally:
         engine.dispose()
+    result = report.result
     click.echo(
-        f"deleted {result.buckets} bucket(s), {result.series} series, {ledger} ledger row(s)"
+        f"deleted {result.buckets} bucket(s), {result.series} series, {result.ledger} ledger row(s)"
     )
+    if report.unknown_streams:
+        click.echo(
+            f"kept the ledger rows of {', '.join(report.unknown_streams)}: no such stream in "
+            "this Redis (is --redis-url / REDIS_URL the pipeline's?)"
+        )

@@ -343,6 +343,24 @@ class AggregationSettings(_Group):
         description="Seconds one PostgreSQL transaction's statement may run (default 30) "
         "before it is cancelled and the batch retried.",
     )
+    series_cache_size: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Series (name + label set) one worker process remembers, least recently "
+        "used forgotten first (default 100,000; about 1 KiB each, so ~100 MiB when full). "
+        "A remembered series needs no cardinality lookup and no label encoding; one "
+        "forgotten is looked up again (slower, as exact). Keep it above the number of "
+        "series that receive samples within a few minutes.",
+    )
+    parse_cache_size: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Entries of each memo of the sample parser (metric names and label "
+        "names already validated, calendar seconds of timestamps already converted), least "
+        "recently used forgotten first (default 10,000 each; a few MiB at most).",
+    )
 
 
 class ExpositionSettings(_Group):
@@ -356,6 +374,25 @@ class ExpositionSettings(_Group):
         ge=1,
         description="Series whose newest sample is older than this many seconds are left "
         "out, so stopped series disappear from Prometheus (default 900 s).",
+    )
+    refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="Seconds between two reads of the aggregates that /metrics serves "
+        "(default 5). A scrape never queries PostgreSQL: it gets the newest snapshot, read "
+        "by a thread of its own, so keep this below the Prometheus scrape interval. The "
+        "snapshot's age is exposed as "
+        "killkrill_metrics_worker_exposition_snapshot_age_seconds.",
+    )
+    query_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Seconds the read of the aggregates may take, lock waits included, "
+        "before it is cancelled and counted as a failed refresh (default 5; the query "
+        "normally takes milliseconds). Short, so a locked or overloaded table delays the "
+        "snapshot, never the worker.",
     )
 
 

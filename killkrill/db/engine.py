@@ -1,13 +1,14 @@
-"""The SQLAlchemy engine factory every component uses."""
+"""The SQLAlchemy engine factory every component uses, and the liveness probe over it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import sqlalchemy
+from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
-__all__ = ["create_engine", "normalise_url"]
+__all__ = ["create_engine", "error_summary", "normalise_url", "ping"]
 
 
 def normalise_url(url: str) -> str:
@@ -36,3 +37,22 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         joined = " ".join([*([from_url] if isinstance(from_url, str) else from_url)])
         kwargs["connect_args"] = {**connect_args, "options": f"{joined} {connect_args['options']}"}
     return sqlalchemy.create_engine(parsed, **kwargs)
+
+
+def error_summary(exc: BaseException) -> str:
+    """The first line of a database error (the driver's, when SQLAlchemy wrapped it): what
+    PostgreSQL said, without the statement and parameters SQLAlchemy appends."""
+    orig = getattr(exc, "orig", None) or exc
+    text_ = str(orig).strip()
+    return text_.splitlines()[0] if text_ else type(orig).__name__
+
+
+def ping(engine: Engine) -> str | None:
+    """Run ``SELECT 1`` over ``engine`` (blocking): None when PostgreSQL answered, else why
+    not (:func:`error_summary`; libpq never puts the password in its messages)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # a probe answers; every failure is "not reachable"
+        return error_summary(exc)
+    return None

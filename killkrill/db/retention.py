@@ -1,7 +1,9 @@
-"""Retention of the metrics tables: drop old buckets, orphaned series, spent ledger rows.
+"""Retention SQL of the metrics tables: old buckets, orphaned series, spent ledger rows.
 
 All functions take a SQLAlchemy connection inside a transaction the caller controls and
-return how many rows they deleted.
+return what they found or how many rows they deleted. Which ledger rows are spent is not a
+database question (the entries' delivery state lives in Redis):
+:mod:`killkrill.workers.metrics.retention` computes the bounds and calls these.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-__all__ = ["PruneResult", "prune_aggregates", "prune_ledger", "prune_ledger_older_than"]
+__all__ = ["PruneResult", "ledger_streams", "prune_aggregates", "prune_ledger"]
 
 
 @dataclass(frozen=True)
@@ -42,31 +44,47 @@ def prune_aggregates(conn: Connection, older_than_seconds: float) -> PruneResult
     return PruneResult(buckets=buckets, series=series)
 
 
-def prune_ledger(conn: Connection, stream: str, below: tuple[int, int]) -> int:
-    """Delete ledger rows of ``stream`` with an entry ID lower than ``below`` (ms, seq).
+def ledger_streams(conn: Connection) -> list[str]:
+    """The streams the ledger holds rows of, sorted. A loose index scan over the primary
+    key (one probe per stream), so it stays cheap however many rows there are."""
+    rows = conn.execute(
+        text(
+            """
+            WITH RECURSIVE s(stream) AS (
+                (SELECT stream FROM metric_applied_entries ORDER BY stream LIMIT 1)
+                UNION ALL
+                SELECT (SELECT e.stream FROM metric_applied_entries e
+                        WHERE e.stream > s.stream ORDER BY e.stream LIMIT 1)
+                FROM s WHERE s.stream IS NOT NULL
+            )
+            SELECT stream FROM s WHERE stream IS NOT NULL
+            """
+        )
+    )
+    return [str(stream) for (stream,) in rows]
 
-    Exact when ``below`` is the lowest ID that can still be delivered: the lower of the
-    group's first pending entry and the entry after its last-delivered one. Everything under
-    it was acked (and deleted from the stream), so can never come back.
+
+def prune_ledger(
+    conn: Connection,
+    stream: str,
+    below: tuple[int, int],
+    *,
+    older_than_seconds: float | None = None,
+) -> int:
+    """Delete ledger rows of ``stream`` with an entry ID lower than ``below`` (ms, seq) and,
+    with ``older_than_seconds``, created (by the time in their ID) longer ago than that.
+
+    Exact when ``below`` is the lowest ID that may still be delivered to any consumer
+    (:func:`killkrill.streams.info.delivery_floor`): every entry under it was acknowledged
+    and deleted from the stream, so can never come back.
     """
     ms, seq = below
-    return conn.execute(
-        text(
-            "DELETE FROM metric_applied_entries WHERE stream = :stream "
-            "AND (entry_ms, entry_seq) < (:ms, :seq)"
-        ),
-        {"stream": stream, "ms": ms, "seq": seq},
-    ).rowcount
-
-
-def prune_ledger_older_than(conn: Connection, older_than_seconds: float) -> int:
-    """Delete ledger rows of entries created more than ``older_than_seconds`` ago (by the
-    time in their ID). Safe as long as no entry stays pending that long; the worker's own
-    pruning uses the exact bound of :func:`prune_ledger` instead."""
-    return conn.execute(
-        text(
-            "DELETE FROM metric_applied_entries WHERE entry_ms < "
-            "(extract(epoch FROM now()) - :age) * 1000"
-        ),
-        {"age": older_than_seconds},
-    ).rowcount
+    sql = (
+        "DELETE FROM metric_applied_entries WHERE stream = :stream "
+        "AND (entry_ms, entry_seq) < (:ms, :seq)"
+    )
+    params: dict[str, object] = {"stream": stream, "ms": ms, "seq": seq}
+    if older_than_seconds is not None:
+        sql += " AND entry_ms < (extract(epoch FROM now()) - :age) * 1000"
+        params["age"] = older_than_seconds
+    return conn.execute(text(sql), params).rowcount

@@ -25,6 +25,9 @@ from killkrill.dev.process import (
 )
 from killkrill.errors import DevServiceError
 
+TRANSPORT_PORT = 19300
+"""Transport (node-to-node) port of the default set; unused by clients, shifted like the rest."""
+
 __all__ = ["ElasticsearchServer", "find_java_home"]
 
 VERSION = os.environ.get("KILLKRILL_DEV_ES_VERSION", "9.2.0")
@@ -127,6 +130,23 @@ class ElasticsearchServer(LocalService):
         inner.rename(self.distribution)
         shutil.rmtree(staging, ignore_errors=True)
 
+    def settings(self) -> dict[str, str]:
+        """The ``-E`` settings the node starts with (ports shifted by the port offset)."""
+        return {
+            "discovery.type": "single-node",
+            "xpack.security.enabled": "false",
+            "network.host": "127.0.0.1",
+            "http.port": str(self.port),
+            # Far from every HTTP port: `http + 100` was the HTTP port of the set 100 ports up.
+            "transport.port": str(TRANSPORT_PORT + port_offset()),
+            "path.data": str(self.home / "data"),
+            "path.logs": str(self.home / "logs"),
+            "cluster.name": "killkrill-dev",
+            "cluster.routing.allocation.disk.threshold_enabled": "false",
+            # Tests clean up with wildcards (`logs-test-*`); never on a real cluster.
+            "action.destructive_requires_name": "false",
+        }
+
     def start(self) -> None:
         java_home = find_java_home(21 if int(VERSION.split(".")[0]) >= 9 else 17)
         conf = self.home / "config"
@@ -143,19 +163,7 @@ class ElasticsearchServer(LocalService):
             "ES_TMPDIR": str(self.home / "tmp"),
             "ES_JAVA_OPTS": f"-Xms{self.heap} -Xmx{self.heap}",
         }
-        settings = {
-            "discovery.type": "single-node",
-            "xpack.security.enabled": "false",
-            "network.host": "127.0.0.1",
-            "http.port": str(self.port),
-            "transport.port": str(self.port + 100),
-            "path.data": str(self.home / "data"),
-            "path.logs": str(self.home / "logs"),
-            "cluster.name": "killkrill-dev",
-            "cluster.routing.allocation.disk.threshold_enabled": "false",
-            # Tests clean up with wildcards (`logs-test-*`); never on a real cluster.
-            "action.destructive_requires_name": "false",
-        }
+        settings = self.settings()
         argv = [str(self.distribution / "bin/elasticsearch"), "-d", "-p", str(self.pidfile)]
         for key, value in settings.items():
             argv += ["-E", f"{key}={value}"]

@@ -216,3 +216,18 @@ def test_every_process_settings_loads_the_same_layers(
     assert f"invalid {cls.label} settings" in message
     assert "pipeline: Value error, must be a DNS label" in message
     assert "redis.socket_timeout" in message
+
+
+def test_elasticsearch_sets_at_ports_offsets_apart_never_share_a_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sets of dev services at offsets 0, 100, 200, ...: no Elasticsearch takes another's
+    HTTP or transport port (the transport port used to be HTTP + 100, the next set's HTTP)."""
+    from killkrill.dev.elasticsearch_server import ElasticsearchServer
+
+    ports: list[str] = []
+    for offset in range(0, 1000, 100):
+        monkeypatch.setenv("KILLKRILL_DEV_PORT_OFFSET", str(offset))
+        settings = ElasticsearchServer().settings()
+        ports += [settings["http.port"], settings["transport.port"]]
+    assert len(ports) == len(set(ports)), sorted(ports)

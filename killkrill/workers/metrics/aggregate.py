@@ -8,7 +8,6 @@ the write cheap (one row per group instead of one per sample).
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -29,8 +28,12 @@ def labels_hash(labels: tuple[tuple[str, str], ...]) -> str:
 
 
 def bucket_start(timestamp: float, bucket_seconds: int) -> int:
-    """Start (epoch seconds) of the ``bucket_seconds``-wide bucket holding ``timestamp``."""
-    return math.floor(timestamp / bucket_seconds) * bucket_seconds
+    """Start (epoch seconds) of the ``bucket_seconds``-wide bucket holding ``timestamp``:
+    the one definition of bucket arithmetic (:func:`aggregate` keys its groups by it).
+
+    Floor division, which is exact for floats (``timestamp / bucket_seconds`` could round
+    up to the next integer just below a boundary)."""
+    return int(timestamp // bucket_seconds) * bucket_seconds
 
 
 @dataclass(slots=True)
@@ -60,7 +63,7 @@ def aggregate(samples: Iterable[Sample], bucket_seconds: int) -> dict[GroupKey, 
     get = groups.get
     for sample in samples:  # this loop runs once per sample: keep it flat
         name, v, labels, ts, kind = sample
-        key = (name, labels, int(ts // bucket_seconds) * bucket_seconds)
+        key = (name, labels, bucket_start(ts, bucket_seconds))
         g = get(key)
         if g is None:
             groups[key] = Group(name, labels, key[2], kind, 1, v, v, v, v, ts, ts)

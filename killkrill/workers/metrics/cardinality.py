@@ -8,7 +8,9 @@ workers cannot together overshoot the cap.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from killkrill.workers.lru import Lru
 
 __all__ = ["Admission", "SeriesCache", "SeriesKey", "admit"]
 
@@ -16,29 +18,53 @@ SeriesKey = tuple[str, str]
 """(metric name, labels hash)."""
 
 
-@dataclass
 class SeriesCache:
     """Series this process has seen committed, so the common case (every series of the
-    batch already known) costs no query. Cleared by :meth:`clear` after pruning, since
-    pruning may delete series."""
+    batch already known) costs no query.
 
-    known: set[SeriesKey] = field(default_factory=set)
+    A bounded LRU of ``size`` series (``aggregation.series_cache_size``): a series it
+    forgot is looked up again under the advisory lock, which is slower but as exact.
+    Cleared by :meth:`clear` after pruning, since pruning may delete series."""
+
+    def __init__(self, size: int) -> None:
+        self._known: Lru[SeriesKey, None] = Lru(size)
+
+    @property
+    def size(self) -> int:
+        return self._known.size
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._known
 
     def missing(self, keys: Iterable[SeriesKey]) -> list[SeriesKey]:
-        """The keys not known yet, in the order given, without repeats."""
+        """The keys not known yet, in the order given, without repeats. The known ones
+        become the most recently used."""
+        touch = self._known.move_to_end
         seen: set[SeriesKey] = set()
         out: list[SeriesKey] = []
         for key in keys:
-            if key not in self.known and key not in seen:
-                seen.add(key)
-                out.append(key)
+            try:
+                touch(key)
+            except KeyError:
+                if key not in seen:
+                    seen.add(key)
+                    out.append(key)
         return out
 
     def add(self, keys: Iterable[SeriesKey]) -> None:
-        self.known.update(keys)
+        put = self._known.put
+        for key in keys:
+            put(key, None)
 
     def clear(self) -> None:
-        self.known.clear()
+        self._known.clear()
+
+    def recency(self) -> list[SeriesKey]:
+        """The known keys, least recently used first (the next to be evicted first)."""
+        return list(self._known)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The aggregates as Prometheus series: a custom collector reading the newest buckets.
+"""The aggregates as Prometheus series: a custom collector over the aggregates snapshot.
 
 For every series (name + labels) whose newest sample is recent enough, the newest bucket
 gives, with the series' original labels:
@@ -11,14 +11,13 @@ gives, with the series' original labels:
   ``<name>_window_min`` and ``<name>_window_max``.
 
 A family name already emitted (for example a user series literally named ``x_window``) is
-not emitted twice, so the exposition stays valid. When the query fails the scrape still
-answers, without the aggregates, and ``killkrill_metrics_worker_exposition_errors_total``
-counts it.
+not emitted twice, so the exposition stays valid. A scrape never queries PostgreSQL: the
+rows come from :class:`~killkrill.workers.metrics.snapshot.AggregatesSnapshot`, refreshed
+off the event loop, whose age and failed refreshes are exposed beside them.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,63 +28,24 @@ from prometheus_client.core import (
     SummaryMetricFamily,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
 
-from killkrill.workers.metrics.instruments import Instruments
+from killkrill.workers.metrics.snapshot import AggregatesSnapshot, latest_buckets
 
-__all__ = ["AggregatesCollector", "latest_buckets"]
-
-log = logging.getLogger(__name__)
-
-_LATEST_SQL = text(
-    """
-    SELECT DISTINCT ON (name, labels_hash)
-        name, labels, type, count, sum, min, max, last
-    FROM aggregated_metrics
-    WHERE last_seen >= now() - make_interval(secs => :max_age)
-        -- a bucket is at most a day wide (ck_aggregated_metrics_bucket_seconds_max), so this
-        -- bound on the indexed bucket_start keeps every row of the exact filter above
-        AND bucket_start > now() - make_interval(secs => :max_age + 86400)
-    ORDER BY name, labels_hash, bucket_start DESC, bucket_seconds
-    """
-)
-
-
-def latest_buckets(engine: Engine, max_age_seconds: float) -> list[dict[str, Any]]:
-    """The newest bucket of every series with a sample in the last ``max_age_seconds``."""
-    with engine.connect() as conn:
-        rows = conn.execute(_LATEST_SQL, {"max_age": max_age_seconds}).mappings().all()
-    return [dict(row) for row in rows]
+__all__ = ["AggregatesCollector", "families", "latest_buckets"]
 
 
 class AggregatesCollector(Collector):
-    """Prometheus collector over the ``aggregated_metrics`` table (see module doc)."""
+    """Prometheus collector over an :class:`AggregatesSnapshot` (see module doc)."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        max_age_seconds: float = 900,
-        instruments: Instruments | None = None,
-    ) -> None:
-        self.engine = engine
-        self.max_age_seconds = max_age_seconds
-        self.instruments = instruments
+    def __init__(self, snapshot: AggregatesSnapshot) -> None:
+        self.snapshot = snapshot
 
     def describe(self) -> list[Metric]:
         """Nothing up front: the families depend on the data (no query at registration)."""
         return []
 
     def collect(self) -> Iterator[Metric]:
-        try:
-            rows = latest_buckets(self.engine, self.max_age_seconds)
-        except Exception as exc:
-            log.warning("aggregates left out of /metrics: %s", exc)
-            if self.instruments is not None:
-                self.instruments.collect_errors.inc()
-            return
-        yield from families(rows)
+        yield from families(self.snapshot.rows())
 
 
 def families(rows: list[dict[str, Any]]) -> Iterator[Metric]:

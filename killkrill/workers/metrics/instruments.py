@@ -6,6 +6,7 @@ in one process (tests) do not clash.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -91,8 +92,16 @@ class Instruments:
             ["table"],
             registry=r,
         )
-        self.collect_errors = Counter(
-            f"{_P}_exposition_errors",
-            "Scrapes of /metrics whose aggregate query failed (aggregates left out).",
+        self.refresh_failures = Counter(
+            f"{_P}_exposition_refresh_failures",
+            "Refreshes of the aggregates snapshot served at /metrics that failed (timed out, "
+            "refused, connection lost); the previous snapshot is served meanwhile.",
             registry=r,
         )
+        self.snapshot_age = Gauge(
+            f"{_P}_exposition_snapshot_age_seconds",
+            "Seconds since the aggregates served at /metrics were last read from "
+            "PostgreSQL (+Inf: never).",
+            registry=r,
+        )
+        self.snapshot_age.set_function(lambda: math.inf)

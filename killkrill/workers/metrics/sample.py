@@ -7,12 +7,15 @@ one written to the stream by something else is checked the same way.
 Most entries were written by our receivers and are already canonical: a JSON object with
 a valid name, a float value, string labels, the timestamp in the canonical RFC 3339 UTC
 form (``2024-01-06T12:00:00.000000Z``) or epoch seconds, and a lower-case type. Those take a
-fast path (:func:`_fast_sample`) that checks exactly the same rules with cached answers
-(names and label names seen before, the calendar second of a timestamp) and never formats
-a timestamp to text only to parse it back. Anything it is not sure about - a numeric string
-value, an upper-case type, an RFC 3339 string with an offset, epoch milliseconds as a
-string, a missing field, anything invalid - goes through the full validation, which gives
-the same result (or the error with its reason). ``tests/unit/workers/test_metrics_sample.py``
+fast path (:meth:`SampleParser.fast_sample`) that checks exactly the same rules with
+remembered answers (names and label names seen before, the calendar second of a timestamp)
+and never formats a timestamp to text only to parse it back. Those memos are bounded LRUs
+of ``aggregation.parse_cache_size`` entries each, held by a :class:`SampleParser` (the
+worker makes its own; :func:`parse_sample` uses a default one). Anything the fast path is
+not sure about - a numeric string value, an upper-case type, an RFC 3339 string with an
+offset, epoch milliseconds as a string, a missing field, anything invalid - goes through
+the full validation, which gives the same result (or the error with its reason).
+``tests/unit/workers/test_metrics_sample.py``
 checks that both paths agree.
 """
 
@@ -24,13 +27,15 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from killkrill.config.workers import AggregationSettings
 from killkrill.errors import ValidationError
 from killkrill.schemas import validate_metric
 from killkrill.schemas.metric import LABEL_NAME_RE, METRIC_NAME_RE
 from killkrill.schemas.timestamps import parse_timestamp
 from killkrill.streams.consumer import Entry
+from killkrill.workers.lru import Lru
 
-__all__ = ["Sample", "parse_entry", "parse_sample"]
+__all__ = ["Sample", "SampleParser", "parse_entry", "parse_sample"]
 
 
 class Sample(NamedTuple):
@@ -45,28 +50,19 @@ class Sample(NamedTuple):
 
 
 def parse_sample(data: bytes | str) -> Sample:
-    """Parse an entry's ``data`` (JSON) into a :class:`Sample`.
+    """Parse an entry's ``data`` (JSON) into a :class:`Sample` (the default
+    :class:`SampleParser`).
 
     Raises :class:`~killkrill.errors.ValidationError` naming the field and the reason:
     not JSON, missing ``name``/``value``, a name breaking Prometheus rules, a value that is
     not a finite number (NaN, infinities, text), bad labels or timestamp, unknown fields.
     """
-    if not data:
-        raise ValidationError("the entry has no data field (or it is empty)", field="data")
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise ValidationError(f"not valid JSON: {exc}", field="data") from None
-    if type(obj) is dict:
-        sample = _fast_sample(obj)
-        if sample is not None:
-            return sample
-    return _validated_sample(obj)
+    return _DEFAULT.parse(data)
 
 
 def parse_entry(entry: Entry) -> Sample:
-    """:func:`parse_sample` of a stream entry's ``data`` (the worker's ``parse`` hook)."""
-    return parse_sample(entry.data)
+    """:func:`parse_sample` of a stream entry's ``data``."""
+    return _DEFAULT.parse(entry.data)
 
 
 def _validated_sample(obj: object) -> Sample:
@@ -86,143 +82,180 @@ def _validated_sample(obj: object) -> Sample:
 
 _FIELDS = frozenset(("name", "value", "labels", "timestamp", "type"))
 _TYPES = frozenset(("counter", "gauge", "histogram", "summary", "untyped"))
-_CACHE_LIMIT = 100_000
-"""Entries per cache below; a cache that grows past it is emptied (it refills as it goes)."""
 
 _new_sample = tuple.__new__
 """``Sample(...)`` without the Python-level ``__new__`` of a named tuple."""
-_names: set[str] = set()
-"""Metric names that passed :data:`METRIC_NAME_RE`."""
-_label_names: set[str] = set()
-"""Label names that passed :data:`LABEL_NAME_RE`."""
-_seconds: dict[str, int] = {}
-"""``YYYY-MM-DDTHH:MM:SS`` (a valid calendar second, UTC) -> epoch seconds."""
 
 
-def _remember(cache: set[str], value: str) -> None:
-    if len(cache) >= _CACHE_LIMIT:
-        cache.clear()
-    cache.add(value)
+class SampleParser:
+    """:func:`parse_sample` with memos of its own, each a bounded LRU of ``cache_size``
+    entries (``aggregation.parse_cache_size``). One per worker; not thread-safe (the
+    worker parses on its event loop)."""
+
+    def __init__(self, cache_size: int = AggregationSettings().parse_cache_size) -> None:
+        self.names: Lru[str, None] = Lru(cache_size)
+        """Metric names that passed :data:`METRIC_NAME_RE`."""
+        self.label_names: Lru[str, None] = Lru(cache_size)
+        """Label names that passed :data:`LABEL_NAME_RE`."""
+        self.seconds: Lru[str, int] = Lru(cache_size)
+        """``YYYY-MM-DDTHH:MM:SS`` (a valid calendar second, UTC) -> epoch seconds."""
+        # The memos' C methods, bound once: a hit is then one call (KeyError on a miss).
+        self._name_hit = self.names.move_to_end
+        self._label_hit = self.label_names.move_to_end
+        self._second_hit = self.seconds.move_to_end
+        self._second = self.seconds.__getitem__
+
+    def parse(self, data: bytes | str) -> Sample:
+        """See :func:`parse_sample`."""
+        if not data:
+            raise ValidationError("the entry has no data field (or it is empty)", field="data")
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ValidationError(f"not valid JSON: {exc}", field="data") from None
+        if type(obj) is dict:
+            sample = self.fast_sample(obj)
+            if sample is not None:
+                return sample
+        return _validated_sample(obj)
+
+    def parse_entry(self, entry: Entry) -> Sample:
+        """:meth:`parse` of a stream entry's ``data`` (the worker's ``parse`` hook)."""
+        return self.parse(entry.data)
+
+    def fast_sample(self, obj: dict[str, Any]) -> Sample | None:
+        """The sample if ``obj`` is plainly valid and canonical, else None (see module doc).
+
+        Returns exactly what :func:`_validated_sample` returns for the same object. Runs
+        once per entry, so it is written for speed: no helper calls on the usual path (a
+        memo hit is one C call, ``move_to_end``, which raises KeyError on a miss)."""
+        if len(obj) == 5:  # what the receivers write: all five fields, nothing else
+            try:
+                name = obj["name"]
+                value = obj["value"]
+                labels = obj["labels"]
+                ts = obj["timestamp"]
+                kind = obj["type"]
+            except KeyError:
+                return None
+        elif obj.keys() <= _FIELDS:
+            name = obj.get("name")
+            value = obj.get("value")
+            labels = obj.get("labels")
+            ts = obj.get("timestamp")
+            kind = obj.get("type", "untyped")
+        else:
+            return None
+        if type(name) is not str:
+            return None
+        try:
+            self._name_hit(name)
+        except KeyError:
+            if not METRIC_NAME_RE.fullmatch(name):
+                return None
+            self.names.put(name, None)
+        if type(value) is float:
+            if not isfinite(value):
+                return None
+        elif type(value) is int:
+            value = float(value)
+        else:
+            return None
+        if type(labels) is dict:
+            label_hit = self._label_hit
+            for key, val in labels.items():
+                if type(val) is not str or "\x00" in val:
+                    return None
+                try:
+                    label_hit(key)
+                except KeyError:
+                    if not LABEL_NAME_RE.fullmatch(key):
+                        return None
+                    self.label_names.put(key, None)
+            pairs: tuple[tuple[str, str], ...] = tuple(sorted(labels.items())) if labels else ()
+        elif labels is None:
+            pairs = ()
+        else:
+            return None
+        if type(ts) is str and len(ts) == 27 and ts[26] == "Z" and ts[19] == ".":
+            fraction = ts[20:26]
+            prefix = ts[:19]
+            try:
+                self._second_hit(prefix)
+                second: int | None = self._second(prefix)
+            except KeyError:
+                second = self._calendar_second(prefix)
+            if second is None or not (fraction.isdigit() and fraction.isascii()):
+                return None
+            # What datetime.timestamp() computes: exact microseconds / 10**6, correctly rounded.
+            epoch = (second * 1_000_000 + int(fraction)) / 1_000_000
+        else:
+            maybe = self._fast_timestamp(ts)
+            if maybe is None:
+                return None
+            epoch = maybe
+        if kind is None:
+            kind = "untyped"
+        elif type(kind) is not str or kind not in _TYPES:
+            return None
+        return _new_sample(Sample, (name, value, pairs, epoch, kind))
+
+    def _fast_timestamp(self, value: object) -> float | None:
+        """Epoch seconds of a canonical timestamp or an epoch number, else None (the inline
+        copy in :meth:`fast_sample` takes canonical strings first).
+
+        Equal to ``datetime.fromisoformat(normalise_timestamp(value)).timestamp()``: a
+        canonical string is exact to the microsecond, and an epoch number is converted by
+        the same :func:`parse_timestamp` the full path uses (which also checks its range)."""
+        kind = type(value)
+        if kind is str:
+            text: str = value  # type: ignore[assignment]
+            if len(text) != 27 or text[19] != "." or text[26] != "Z":
+                return None
+            fraction = text[20:26]
+            if not (fraction.isascii() and fraction.isdigit()):
+                return None
+            second = self.seconds.get_recent(text[:19])
+            if second is None:
+                second = self._calendar_second(text[:19])
+                if second is None:
+                    return None
+            # What datetime.timestamp() computes: exact microseconds / 10**6, correctly rounded.
+            return (second * 1_000_000 + int(fraction)) / 1_000_000
+        if kind is float or kind is int:
+            try:
+                return parse_timestamp(value).timestamp()
+            except ValueError:
+                return None
+        return None
+
+    def _calendar_second(self, prefix: str) -> int | None:
+        """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` if it is a valid UTC calendar second
+        (remembered)."""
+        if not (
+            prefix.isascii()
+            and prefix[4] == "-"
+            and prefix[7] == "-"
+            and prefix[10] == "T"
+            and prefix[13] == ":"
+            and prefix[16] == ":"
+            and (prefix[:4] + prefix[5:7] + prefix[8:10] + prefix[11:13]).isdigit()
+            and (prefix[14:16] + prefix[17:19]).isdigit()
+        ):
+            return None
+        try:
+            dt = datetime.fromisoformat(prefix).replace(tzinfo=UTC)
+        except ValueError:
+            return None
+        second = int(dt.timestamp())
+        self.seconds.put(prefix, second)
+        return second
+
+
+_DEFAULT = SampleParser()
+"""The parser of :func:`parse_sample` and :func:`parse_entry`."""
 
 
 def _fast_sample(obj: dict[str, Any]) -> Sample | None:
-    """The sample if ``obj`` is plainly valid and canonical, else None (see module doc).
-
-    Returns exactly what :func:`_validated_sample` returns for the same object. Runs once
-    per entry, so it is written for speed: no helper calls on the usual path."""
-    if len(obj) == 5:  # what the receivers write: all five fields, nothing else
-        try:
-            name = obj["name"]
-            value = obj["value"]
-            labels = obj["labels"]
-            ts = obj["timestamp"]
-            kind = obj["type"]
-        except KeyError:
-            return None
-    elif obj.keys() <= _FIELDS:
-        name = obj.get("name")
-        value = obj.get("value")
-        labels = obj.get("labels")
-        ts = obj.get("timestamp")
-        kind = obj.get("type", "untyped")
-    else:
-        return None
-    if type(name) is not str:
-        return None
-    if name not in _names:
-        if not METRIC_NAME_RE.fullmatch(name):
-            return None
-        _remember(_names, name)
-    if type(value) is float:
-        if not isfinite(value):
-            return None
-    elif type(value) is int:
-        value = float(value)
-    else:
-        return None
-    if type(labels) is dict:
-        for key, val in labels.items():
-            if type(val) is not str or "\x00" in val:
-                return None
-            if key not in _label_names:
-                if not LABEL_NAME_RE.fullmatch(key):
-                    return None
-                _remember(_label_names, key)
-        pairs: tuple[tuple[str, str], ...] = tuple(sorted(labels.items())) if labels else ()
-    elif labels is None:
-        pairs = ()
-    else:
-        return None
-    if type(ts) is str and len(ts) == 27 and ts[26] == "Z" and ts[19] == ".":
-        fraction = ts[20:26]
-        second = _seconds.get(ts[:19])
-        if second is None:
-            second = _calendar_second(ts[:19])
-        if second is None or not (fraction.isdigit() and fraction.isascii()):
-            return None
-        # What datetime.timestamp() computes: exact microseconds / 10**6, correctly rounded.
-        epoch = (second * 1_000_000 + int(fraction)) / 1_000_000
-    else:
-        maybe = _fast_timestamp(ts)
-        if maybe is None:
-            return None
-        epoch = maybe
-    if kind is None:
-        kind = "untyped"
-    elif type(kind) is not str or kind not in _TYPES:
-        return None
-    return _new_sample(Sample, (name, value, pairs, epoch, kind))
-
-
-def _fast_timestamp(value: object) -> float | None:
-    """Epoch seconds of a canonical timestamp or an epoch number, else None (the inline
-    copy in :func:`_fast_sample` takes canonical strings first).
-
-    Equal to ``datetime.fromisoformat(normalise_timestamp(value)).timestamp()``: a canonical
-    string is exact to the microsecond, and an epoch number is converted by the same
-    :func:`parse_timestamp` the full path uses (which also checks its range)."""
-    kind = type(value)
-    if kind is str:
-        text: str = value  # type: ignore[assignment]
-        if len(text) != 27 or text[19] != "." or text[26] != "Z":
-            return None
-        fraction = text[20:26]
-        if not (fraction.isascii() and fraction.isdigit()):
-            return None
-        second = _seconds.get(text[:19])
-        if second is None:
-            second = _calendar_second(text[:19])
-            if second is None:
-                return None
-        # What datetime.timestamp() computes: exact microseconds / 10**6, correctly rounded.
-        return (second * 1_000_000 + int(fraction)) / 1_000_000
-    if kind is float or kind is int:
-        try:
-            return parse_timestamp(value).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
-def _calendar_second(prefix: str) -> int | None:
-    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` if it is a valid UTC calendar second."""
-    if not (
-        prefix.isascii()
-        and prefix[4] == "-"
-        and prefix[7] == "-"
-        and prefix[10] == "T"
-        and prefix[13] == ":"
-        and prefix[16] == ":"
-        and (prefix[:4] + prefix[5:7] + prefix[8:10] + prefix[11:13]).isdigit()
-        and (prefix[14:16] + prefix[17:19]).isdigit()
-    ):
-        return None
-    try:
-        dt = datetime.fromisoformat(prefix).replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    second = int(dt.timestamp())
-    if len(_seconds) >= _CACHE_LIMIT:
-        _seconds.clear()
-    _seconds[prefix] = second
-    return second
+    """:meth:`SampleParser.fast_sample` of the default parser."""
+    return _DEFAULT.fast_sample(obj)

@@ -53,8 +53,10 @@ import psycopg2.errors
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
+from killkrill.config.workers import AggregationSettings
 from killkrill.errors import KillKrillError, RejectedBatch, RetryableError, ServiceUnavailable
 from killkrill.workers.base import DELIVERED, Item, Outcome, Reject
+from killkrill.workers.lru import Lru
 from killkrill.workers.metrics.aggregate import Group, GroupKey, aggregate, labels_hash
 from killkrill.workers.metrics.cardinality import SeriesCache, SeriesKey, admit
 from killkrill.workers.metrics.faults import fault_point
@@ -167,6 +169,9 @@ def _array_element(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_DEFAULTS = AggregationSettings()
+
+
 @dataclass(frozen=True, slots=True)
 class _Series:
     """What the store needs of one distinct (name, labels), computed once per process."""
@@ -203,22 +208,27 @@ class MetricStore:
         bucket_seconds: int = 60,
         max_series_per_metric: int = 10_000,
         instruments: Instruments | None = None,
+        series_cache_size: int = _DEFAULTS.series_cache_size,
     ) -> None:
         self.engine = engine
         self.bucket_seconds = bucket_seconds
         self.max_series_per_metric = max_series_per_metric
         self.instruments = instruments or Instruments()
-        self.series = SeriesCache()
-        self._series: dict[tuple[str, tuple[tuple[str, str], ...]], _Series] = {}
+        self.series = SeriesCache(series_cache_size)
+        """Series known to be in ``metric_series`` (bounded LRU)."""
+        self._series: Lru[tuple[str, tuple[tuple[str, str], ...]], _Series] = Lru(series_cache_size)
+        """The encoded forms of recently seen series (bounded LRU, same size)."""
 
     def _series_of(self, name: str, labels: tuple[tuple[str, str], ...]) -> _Series:
-        series = self._series.get((name, labels))
-        if series is None:
-            if len(self._series) >= 1_000_000:
-                self._series.clear()
-            as_json = orjson.dumps(dict(labels)).decode()
-            series = _Series((name, labels_hash(labels)), as_json, _array_element(as_json))
-            self._series[(name, labels)] = series
+        cache, key = self._series, (name, labels)
+        try:
+            cache.move_to_end(key)  # a hit: now the most recently used
+            return cache[key]
+        except KeyError:
+            pass
+        as_json = orjson.dumps(dict(labels)).decode()
+        series = _Series((name, labels_hash(labels)), as_json, _array_element(as_json))
+        cache.put(key, series)
         return series
 
     def apply(self, items: Sequence[tuple[str, str, Sample]]) -> ApplyResult:

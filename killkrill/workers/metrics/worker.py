@@ -17,8 +17,10 @@ Three ways to drive it:
   concurrently (each uses its own Redis connection and consumer group; the PostgreSQL
   transactions run in threads). ``consumer.in_flight`` batches of a stream at once.
 * :meth:`MetricsWorker.run` - the long-running mode of ``killkrill worker metrics``: every
-  configured stream (``consumer.in_flight`` batches of each at once), the ops port and
-  scheduled retention, until ``stop`` is set.
+  configured stream (``consumer.in_flight`` batches of each at once), the ops port (its
+  ``/metrics`` aggregates from a snapshot refreshed in a thread, see
+  :mod:`~killkrill.workers.metrics.snapshot`) and scheduled retention
+  (:mod:`~killkrill.workers.metrics.retention`), until ``stop`` is set.
 
 Batches in flight together overlap the Python work of one (read, parse, fold) with the
 PostgreSQL work of another. Their transactions take locks in one order - series advisory
@@ -40,17 +42,16 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from killkrill.config.workers import MetricsWorkerSettings
 from killkrill.db import create_engine
-from killkrill.db.retention import PruneResult, prune_aggregates, prune_ledger
+from killkrill.db.engine import ping
+from killkrill.db.retention import PruneResult
 from killkrill.errors import ValidationError
 from killkrill.ops import OpsServer
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
-from killkrill.streams.dead_letter import lowest_origin_ids
 from killkrill.streams.durability import check_redis_durability
 from killkrill.streams.names import StreamNames
 from killkrill.workers.base import (
@@ -59,14 +60,14 @@ from killkrill.workers.base import (
     parse_each,
     run_lanes,
     run_together,
-    sleep_or_stop,
 )
+from killkrill.workers.metrics import retention
 from killkrill.workers.metrics.collector import AggregatesCollector
 from killkrill.workers.metrics.instruments import Instruments
-from killkrill.workers.metrics.sample import Sample, parse_entry
+from killkrill.workers.metrics.sample import Sample, SampleParser
 from killkrill.workers.metrics.settings import settings_from_seed
+from killkrill.workers.metrics.snapshot import AggregatesSnapshot, exposition_engine
 from killkrill.workers.metrics.store import MetricsSink, MetricStore
-from killkrill.workers.retry import Backoff
 from killkrill.workers.sync import LoopThread
 
 __all__ = ["DEFAULT_GROUP", "MetricsWorker"]
@@ -106,21 +107,22 @@ class MetricsWorker:
             bucket_seconds=s.aggregation.bucket_seconds,
             max_series_per_metric=s.aggregation.max_series_per_metric,
             instruments=self.instruments,
+            series_cache_size=s.aggregation.series_cache_size,
         )
+        self.parser = SampleParser(s.aggregation.parse_cache_size)
         self.sink = MetricsSink(self.store)
-        self.collector = AggregatesCollector(
-            self.engine,
-            max_age_seconds=s.exposition.max_age_seconds,
-            instruments=self.instruments,
-        )
+        self.snapshot: AggregatesSnapshot | None = None
         if s.exposition.enabled:
-            self.instruments.registry.register(self.collector)
-        self.backoff = Backoff(
-            base=s.retry.initial_backoff,
-            factor=s.retry.multiplier,
-            cap=s.retry.max_backoff,
-            jitter=s.retry.jitter,
-        )
+            self.snapshot = AggregatesSnapshot(
+                exposition_engine(
+                    s.database.url, query_timeout_seconds=s.exposition.query_timeout_seconds
+                ),
+                max_age_seconds=s.exposition.max_age_seconds,
+                refresh_seconds=s.exposition.refresh_seconds,
+                instruments=self.instruments,
+            )
+            self.instruments.registry.register(AggregatesCollector(self.snapshot))
+        self.backoff = s.retry.backoff()
         self._sync = LoopThread("metrics-worker-loop")
         self._sync_client: aioredis.Redis | None = None
         self._stopping = False
@@ -156,7 +158,7 @@ class MetricsWorker:
         return StreamWorker(
             group,
             self.sink,
-            parse_each(parse_entry),
+            parse_each(self.parser.parse_entry),
             worker_name=f"metrics-worker/{self.consumer}",
             backoff=self.backoff,
             max_retries=self.settings.retry.max_retries,
@@ -263,6 +265,8 @@ class MetricsWorker:
         s = self.settings
         await check_redis_durability(s.redis, component="metrics-worker")
         client = self._new_client()
+        if self.snapshot is not None:
+            self.snapshot.start()
         ops = OpsServer(
             s.ops.host,
             s.ops.port,
@@ -287,11 +291,19 @@ class MetricsWorker:
             for name in s.streams
         ]
         if s.retention.interval_seconds > 0:
-            tasks.append(asyncio.create_task(self._prune_loop(client, stop)))
+            tasks.append(
+                asyncio.create_task(
+                    retention.prune_periodically(
+                        lambda: self._prune_round(client), stop, s.retention.interval_seconds
+                    )
+                )
+            )
         try:
             await run_together(tasks)
         finally:
             await ops.stop()
+            if self.snapshot is not None:
+                self.snapshot.stop()
             await client.aclose()
             log.info("metrics worker stopped")
 
@@ -323,41 +335,17 @@ class MetricsWorker:
             on_batch=count,
         )
 
-    def _database_ok(self) -> bool:
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return True
-
-    async def _prune_loop(self, client: aioredis.Redis, stop: asyncio.Event) -> None:
-        interval = self.settings.retention.interval_seconds
-        while not stop.is_set():
-            try:
-                result = await self.prune_async(client)
-                log.info(
-                    "pruned",
-                    extra={
-                        "buckets": result.buckets,
-                        "series": result.series,
-                        "ledger": result.ledger,
-                    },
-                )
-            except Exception as exc:  # pruning is housekeeping: log and try next round
-                log.warning("pruning failed: %s", exc)
-            await sleep_or_stop(stop, interval)
-
     async def ready(self, client: aioredis.Redis) -> tuple[bool, str]:
-        """``/readyz``: Redis answers PING, PostgreSQL answers ``SELECT 1``, and no stream
-        waits for room in its full dead-letter stream."""
+        """``/readyz``: Redis answers PING, PostgreSQL answers ``SELECT 1`` (in a thread), and
+        no stream waits for room in its full dead-letter stream."""
         problems: list[str] = []
         try:
             await client.ping()
         except (RedisError, OSError) as exc:
             problems.append(f"redis: {exc}")
-        if not await asyncio.to_thread(self._database_ok):
-            problems.append("postgresql: unreachable")
+        why = await asyncio.to_thread(ping, self.engine)
+        if why is not None:
+            problems.append(f"postgresql: unreachable ({why})")
         if not problems:
             for group in list(self._groups.values()):
                 full = await group.dead_letter_problem()
@@ -367,34 +355,30 @@ class MetricsWorker:
 
     # --- retention -----------------------------------------------------------------------------
 
-    async def prune_async(self, client: aioredis.Redis) -> PruneResult:
-        """Delete buckets past ``retention.max_age_seconds``, orphaned series, and ledger rows
-        of entries that can no longer be delivered (below each group's first pending or
-        next undelivered entry, and below the first identity a dead letter may replay)."""
-        bounds: dict[str, tuple[int, int]] = {}
-        for name in self.settings.streams:
-            key = self.stream_key(name)
-            bound = await _ledger_bound(client, key, self.group)
-            if bound is not None:
-                # A replayed dead letter comes back with its first identity: keep its row.
-                held = (await lowest_origin_ids(client, StreamNames.dead_letter(key))).get(key)
-                bounds[key] = bound if held is None else min(bound, held)
-        result = await asyncio.to_thread(self._prune_sync, bounds)
+    async def _prune_round(self, client: aioredis.Redis) -> retention.RetentionReport:
+        s = self.settings
+        report = await retention.prune(
+            self.engine,
+            client,
+            max_age_seconds=s.retention.max_age_seconds,
+            streams=[self.stream_key(name) for name in s.streams],
+        )
+        result = report.result
         for table, n in (
             ("aggregated_metrics", result.buckets),
             ("metric_series", result.series),
             ("metric_applied_entries", result.ledger),
         ):
             self.instruments.pruned.labels(table).inc(n)
-        return result
-
-    def _prune_sync(self, bounds: Mapping[str, tuple[int, int]]) -> PruneResult:
-        with self.engine.begin() as conn:
-            agg = prune_aggregates(conn, self.settings.retention.max_age_seconds)
-            ledger = sum(prune_ledger(conn, stream, bound) for stream, bound in bounds.items())
-        if agg.series:
+        if result.series:  # series known to this process may be gone
             self.store.series.clear()
-        return PruneResult(agg.buckets, agg.series, ledger)
+        return report
+
+    async def prune_async(self, client: aioredis.Redis) -> PruneResult:
+        """Delete buckets past ``retention.max_age_seconds``, orphaned series, and ledger rows
+        of entries that no consumer of any group can be delivered again (see
+        :mod:`~killkrill.workers.metrics.retention`)."""
+        return (await self._prune_round(client)).result
 
     def prune(self) -> PruneResult:
         """Blocking :meth:`prune_async` on the worker's own loop."""
@@ -420,6 +404,9 @@ class MetricsWorker:
                 await client.aclose()
 
         self._sync.close(close_client)
+        if self.snapshot is not None:
+            self.snapshot.stop()
+            self.snapshot.engine.dispose()
         self.engine.dispose()
 
     def __enter__(self) -> MetricsWorker:
@@ -427,27 +414,3 @@ class MetricsWorker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-async def _ledger_bound(client: aioredis.Redis, stream: str, group: str) -> tuple[int, int] | None:
-    """Lowest entry ID of ``stream`` that ``group`` may still deliver, or None if unknown."""
-    try:
-        groups: Any = await client.xinfo_groups(stream)
-        info: Any = await client.xpending(stream, group)
-    except RedisError:
-        return None
-    last: str | None = None
-    for g in groups:
-        name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
-        if name == group:
-            raw = g["last-delivered-id"]
-            last = raw.decode() if isinstance(raw, bytes) else raw
-    if last is None:
-        return None
-    ms, _, seq = last.partition("-")
-    bound = (int(ms), int(seq) + 1)
-    if int(info["pending"]) > 0 and info["min"] is not None:
-        raw_min = info["min"].decode() if isinstance(info["min"], bytes) else info["min"]
-        pms, _, pseq = raw_min.partition("-")
-        bound = min(bound, (int(pms), int(pseq)))
-    return bound

@@ -215,3 +215,38 @@ def test_postgresql_data_errors_are_permanent_and_others_apply(metrics_worker, t
     assert totals() == {"jobs_total": (1, 2.0)}
     errors = metrics_worker.instruments.db_errors.labels("data")._value.get()
     assert errors == 1
+
+
+@pytest.mark.integration
+def test_a_series_cache_smaller_than_the_series_stays_bounded_and_exact(
+    redis_client, metrics_worker_config, add_samples, make_sample, totals, database_schema
+):
+    """100 series through a worker remembering 20 (aggregation.series_cache_size) under a
+    cap of 60 per metric, twice: the cache never holds more than 20, and the series it
+    forgot are looked up again, so the cap counts each series once - the same 60 series
+    are aggregated in both rounds, the other 40 refused both times."""
+    from killkrill.workers.metrics.settings import settings_from_seed
+
+    seed = settings_from_seed({**metrics_worker_config, "max_series_per_metric": 60})
+    settings = seed.model_copy(
+        update={"aggregation": seed.aggregation.model_copy(update={"series_cache_size": 20})}
+    )
+    with MetricsWorker(settings) as worker:
+        for _ in range(2):
+            add_samples(
+                "metrics-stream",
+                [make_sample("evicted", 1, {"series": str(i)}) for i in range(100)],
+            )
+            result = worker.aggregate_batch(count=100)
+            assert (result.success, result.dead_lettered) == (60, 40)
+            assert len(worker.store.series) <= 20
+            assert len(worker.store._series) <= 20
+
+    assert totals() == {"evicted": (120, 120.0)}
+    conn = psycopg2.connect(database_schema)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM metric_series WHERE name = 'evicted'")
+            assert cur.fetchone() == (60,)
+    finally:
+        conn.close()

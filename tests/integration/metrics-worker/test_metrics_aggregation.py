@@ -204,37 +204,3 @@ def test_migrations_match_the_models(database_schema):
     finally:
         engine.dispose()
     assert diff == []
-
-
-@pytest.mark.integration
-def test_retention_prunes_old_buckets_series_and_spent_ledger_rows(
-    redis_client, metrics_worker, add_samples, make_sample, totals, database_schema
-):
-    old, now = time.time() - 30 * 86_400, time.time()
-    add_samples(
-        "metrics-stream",
-        [make_sample("retained", 1, {"age": "old"}, ts=old), make_sample("retained", 2, ts=now)],
-    )
-    assert metrics_worker.aggregate_batch()["success"] == 2
-
-    result = metrics_worker.prune()  # 7 days by default; everything above was acked
-
-    assert (result.buckets, result.series, result.ledger) == (1, 1, 2)
-    assert totals() == {"retained": (1, 2.0)}
-
-
-@pytest.mark.integration
-def test_db_cli_upgrade_and_prune(database_schema, metrics_worker, add_samples, make_sample):
-    import subprocess
-    import sys
-
-    env_url = ["--database-url", database_schema]
-    run = [sys.executable, "-m", "killkrill", "db"]
-    up = subprocess.run([*run, "upgrade", *env_url], capture_output=True, text=True, check=True)
-    assert "database at revision 0003" in up.stdout
-    add_samples("metrics-stream", [make_sample("cli_pruned", 1, ts=time.time() - 3 * 86_400)])
-    metrics_worker.aggregate_batch()
-    pruned = subprocess.run(
-        [*run, "prune", "--older-than", "2d", *env_url], capture_output=True, text=True, check=True
-    )
-    assert "deleted 1 bucket(s), 1 series" in pruned.stdout

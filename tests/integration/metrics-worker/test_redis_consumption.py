@@ -108,7 +108,9 @@ async def test_pending_entries_of_a_dead_consumer_are_reclaimed(
     make_sample: Callable[..., bytes],
     totals: Callable[[], dict[str, tuple[int, float]]],
 ):
-    """Entries read by a consumer that died unacked are taken over after claim_idle_ms."""
+    """Entries read by a consumer that died unacked are taken over after claim_idle_ms (the
+    default: above the longest a live batch may take, so the live consumer's lanes never
+    reclaim each other's entries in flight; the dead consumer's are aged past it)."""
     add_samples("metrics-stream", [make_sample("reclaimed", i) for i in range(20)])
     redis_client.xgroup_create("metrics-stream", "metrics-worker", id="0")
     redis_client.xreadgroup("metrics-worker", "dead-consumer", {"metrics-stream": ">"}, count=15)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from killkrill.workers.metrics.aggregate import aggregate, bucket_start, labels_hash
@@ -21,10 +23,16 @@ def s(value: float, ts: float, name: str = "m", labels: tuple = (), kind: str = 
         (1_700_000_123.5, 60, 1_700_000_100),
         (1_700_000_123, 3600, 1_699_999_200),
         (7, 1, 7),
+        (math.nextafter(120.0, 0.0), 60, 60),  # just below a boundary stays below
+        (math.nextafter(1_700_002_800.0, 0.0), 3600, 1_699_999_200),
     ],
 )
-def test_bucket_start(ts: float, width: int, start: int) -> None:
+def test_bucket_start_is_the_bucket_aggregate_files_a_sample_under(
+    ts: float, width: int, start: int
+) -> None:
     assert bucket_start(ts, width) == start
+    ((_, _, bucket),) = aggregate([s(1, ts)], width)
+    assert bucket == start
 
 
 def test_groups_by_name_labels_and_bucket() -> None:

@@ -19,7 +19,7 @@ def test_existing_series_always_pass_even_at_the_cap() -> None:
 
 
 def test_cache_reports_missing_once_in_order() -> None:
-    cache = SeriesCache()
+    cache = SeriesCache(10)
     cache.add([("m", "a")])
     assert cache.missing([("m", "b"), ("m", "a"), ("m", "b"), ("n", "a")]) == [
         ("m", "b"),
@@ -27,3 +27,13 @@ def test_cache_reports_missing_once_in_order() -> None:
     ]
     cache.clear()
     assert cache.missing([("m", "a")]) == [("m", "a")]
+
+
+def test_cache_is_a_bounded_lru_that_a_lookup_refreshes() -> None:
+    cache = SeriesCache(2)
+    cache.add([("m", "a"), ("m", "b")])
+    assert cache.missing([("m", "a")]) == []  # a hit: ("m", "a") is now the most recent
+    cache.add([("m", "c")])  # evicts the least recently used: ("m", "b")
+    assert (len(cache), cache.size) == (2, 2)
+    assert cache.recency() == [("m", "a"), ("m", "c")]
+    assert cache.missing([("m", "a"), ("m", "b"), ("m", "c")]) == [("m", "b")]

@@ -14,8 +14,12 @@ from hypothesis import strategies as st
 
 from killkrill.errors import ValidationError
 from killkrill.schemas import validate_metric
-from killkrill.workers.metrics import sample as sample_module
-from killkrill.workers.metrics.sample import _fast_sample, _validated_sample, parse_sample
+from killkrill.workers.metrics.sample import (
+    SampleParser,
+    _fast_sample,
+    _validated_sample,
+    parse_sample,
+)
 
 
 def test_valid_sample_is_normalised() -> None:
@@ -125,12 +129,23 @@ def test_invalid_records_never_pass_the_fast_path(obj: dict[str, Any], reason: s
         parse_sample(orjson.dumps(obj))
 
 
-def test_caches_forget_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sample_module, "_CACHE_LIMIT", 2)
-    monkeypatch.setattr(sample_module, "_names", set())
-    for name in ("a", "b", "c"):
-        assert parse_sample(orjson.dumps({"name": name, "value": 1, "timestamp": 1.0})).name == name
-    assert sample_module._names == {"c"}
+def test_parser_memos_are_bounded_lrus() -> None:
+    """Each memo keeps the ``cache_size`` most recently used answers; a forgotten one is
+    worked out again, with the same result."""
+    parser = SampleParser(cache_size=2)
+    for name in ("a", "b", "a", "c"):  # "a" used again before "c" arrives: "b" goes
+        sample = parser.parse(orjson.dumps({"name": name, "value": 1, "timestamp": 1.0}))
+        assert sample.name == name
+    assert list(parser.names) == ["a", "c"]
+    stamps = [f"2024-01-06T12:00:0{s}.000000Z" for s in (1, 2, 3)]
+    for ts in stamps:
+        parser.parse(orjson.dumps({"name": "x", "value": 1, "timestamp": ts}))
+    assert list(parser.seconds) == ["2024-01-06T12:00:02", "2024-01-06T12:00:03"]
+    again = parser.parse(orjson.dumps({"name": "b", "value": 2, "timestamp": stamps[0]}))
+    assert again == parse_sample(orjson.dumps({"name": "b", "value": 2, "timestamp": stamps[0]}))
+    labels = {f"l{i}": "v" for i in range(5)}
+    parser.parse(orjson.dumps({"name": "x", "value": 1, "labels": labels, "timestamp": 1.0}))
+    assert len(parser.label_names) == 2
 
 
 _label_names = st.sampled_from(["a", "job", "instance", "_x", "1bad", "le", "a-b", ""])
