@@ -26,7 +26,7 @@ from killkrill.receivers.metrics import ReceiverMetrics
 from killkrill.receivers.sink import StreamSink
 from killkrill.receivers.syslog_server import SyslogServer
 from killkrill.streams import async_client, stream_names
-from killkrill.streams.durability import check_redis_durability
+from killkrill.streams.durability import wait_for_redis_durability
 
 __all__ = ["serve"]
 
@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None:
     """Run the chosen receivers until SIGTERM/SIGINT, then drain and return.
 
-    Redis's durability settings are checked first
-    (:func:`~killkrill.streams.durability.check_redis_durability`)."""
+    Redis's durability settings are checked first, waiting for Redis while it does not
+    answer (:func:`~killkrill.streams.durability.wait_for_redis_durability`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -77,12 +77,15 @@ async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None
     syslog_server: SyslogServer | None = None
     background: list[asyncio.Task[Any]] = []
     try:
-        await check_redis_durability(
+        checked = await wait_for_redis_durability(
             settings.redis,
             component="receiver",
+            stop=stop,
             fsync=settings.durability == "fsync",
             client=client,
         )
+        if checked is None:  # asked to stop while waiting for Redis: nothing was started
+            return
         if syslog:
             syslog_server = SyslogServer(settings, sink, metrics)
             await syslog_server.start()

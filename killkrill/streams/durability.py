@@ -14,12 +14,16 @@ version with ``INFO server``) and, by :func:`assess`:
 * a receiver with ``durability: fsync`` needs WAITAOF: Redis >= 7.2 and the AOF on, or it
   does not start.
 
-Every process calls it at start (receivers, log worker, metrics worker): one place, one
-wording.
+Every long-running process calls :func:`wait_for_redis_durability` at start (receivers,
+log worker, metrics worker): one place, one wording. A process started before its Redis
+answers (in a cluster, pods start in any order) waits for it with backoff, saying so, until
+it answers or the process is asked to stop; it does not exit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -30,11 +34,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from killkrill.config.backoff import Backoff
 from killkrill.config.common import RedisSettings
 from killkrill.errors import ConfigError, ServiceUnavailable
 from killkrill.streams.connection import async_client
 
-__all__ = ["WAITAOF_VERSION", "RedisDurability", "assess", "check_redis_durability"]
+__all__ = [
+    "WAITAOF_VERSION",
+    "RedisDurability",
+    "assess",
+    "check_redis_durability",
+    "wait_for_redis_durability",
+]
 
 log = logging.getLogger("killkrill.streams.durability")
 
@@ -172,3 +183,35 @@ async def check_redis_durability(
     if errors:
         raise ConfigError("Redis would not keep acknowledged entries:\n  " + "\n  ".join(errors))
     return facts
+
+
+async def wait_for_redis_durability(
+    settings: RedisSettings,
+    *,
+    component: str,
+    stop: asyncio.Event,
+    fsync: bool = False,
+    client: aioredis.Redis | None = None,
+    backoff: Backoff | None = None,
+) -> RedisDurability | None:
+    """:func:`check_redis_durability`, retried with ``backoff`` (default 0.2 s doubling to
+    10 s) for as long as Redis is unreachable; None once ``stop`` is set first. Each wait
+    is logged as a warning naming the error. A :class:`ConfigError` (Redis answers, but
+    would lose data) is raised at once: waiting would not change it."""
+    delays = backoff or Backoff()
+    attempt = 0
+    while not stop.is_set():
+        try:
+            return await check_redis_durability(
+                settings, component=component, fsync=fsync, client=client
+            )
+        except ServiceUnavailable as exc:
+            attempt += 1
+            delay = delays.delay(attempt)
+            log.warning(
+                "Redis unreachable at start; waiting for it",
+                extra={"component": component, "error": str(exc), "retry_in_s": round(delay, 2)},
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+    return None

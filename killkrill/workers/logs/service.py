@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from killkrill.config.workers import LogWorkerSettings
 from killkrill.ops import OpsServer
-from killkrill.streams.durability import check_redis_durability
+from killkrill.streams.durability import wait_for_redis_durability
 from killkrill.workers.base import BatchResult
 from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.logs.worker import LogWorker
@@ -28,13 +28,15 @@ GAUGE_INTERVAL = 5.0
 
 
 async def serve(settings: LogWorkerSettings, *, ops: bool = True) -> int:
-    """Run a log worker until SIGTERM/SIGINT; return the process exit code (0). Redis's
-    durability settings are checked first."""
-    await check_redis_durability(settings.redis, component="log-worker")
+    """Run a log worker until SIGTERM/SIGINT; return the process exit code (0).
+
+    The ops port opens first (alive; unready until the worker runs); then Redis's
+    durability settings are checked, waiting for Redis while it does not answer."""
     worker = LogWorker(settings)
+    stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _stopper(worker, sig))
+        loop.add_signal_handler(sig, _stopper(worker, stopping, sig))
     server: OpsServer | None = None
     if ops:
         server = OpsServer(
@@ -44,6 +46,16 @@ async def serve(settings: LogWorkerSettings, *, ops: bool = True) -> int:
             ready=worker.ready,
         )
         await server.start()
+    try:
+        checked = await wait_for_redis_durability(
+            settings.redis, component="log-worker", stop=stopping
+        )
+    except BaseException:
+        await _stop_quietly(worker, server)
+        raise
+    if checked is None:  # stopped while waiting for Redis
+        await _stop_quietly(worker, server)
+        return 0
     totals = BatchResult()
 
     async def on_batch(result: BatchResult) -> None:
@@ -85,12 +97,20 @@ async def serve(settings: LogWorkerSettings, *, ops: bool = True) -> int:
     return 0
 
 
-def _stopper(worker: LogWorker, sig: signal.Signals) -> Callable[[], None]:
+def _stopper(worker: LogWorker, stopping: asyncio.Event, sig: signal.Signals) -> Callable[[], None]:
     def stop() -> None:
         log.info("stop requested; finishing the batch in flight", extra={"signal": sig.name})
+        stopping.set()
         worker.request_stop()
 
     return stop
+
+
+async def _stop_quietly(worker: LogWorker, server: OpsServer | None) -> None:
+    """Close what :func:`serve` opened before the worker ran."""
+    if server is not None:
+        await server.stop()
+    await worker.aclose()
 
 
 async def _update_gauges(worker: LogWorker) -> None:

@@ -52,7 +52,7 @@ from killkrill.errors import ValidationError
 from killkrill.ops import OpsServer
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
-from killkrill.streams.durability import check_redis_durability
+from killkrill.streams.durability import wait_for_redis_durability
 from killkrill.streams.names import StreamNames
 from killkrill.workers.base import (
     BatchResult,
@@ -260,13 +260,11 @@ class MetricsWorker:
     ) -> None:
         """Aggregate every configured stream until ``stop`` is set, then finish the batches in
         flight (written and acked) and return. Serves the ops port meanwhile and prunes on the
-        retention schedule. ``on_started`` gets the bound ops port. Redis's durability
-        settings are checked first."""
+        retention schedule. ``on_started`` gets the bound ops port. The ops port opens
+        first (alive, unready until Redis answers); then Redis's durability settings are
+        checked, waiting for Redis while it does not answer."""
         s = self.settings
-        await check_redis_durability(s.redis, component="metrics-worker")
         client = self._new_client()
-        if self.snapshot is not None:
-            self.snapshot.start()
         ops = OpsServer(
             s.ops.host,
             s.ops.port,
@@ -275,30 +273,37 @@ class MetricsWorker:
             alive=lambda: not stop.is_set(),
         )
         port = await ops.start()
-        log.info(
-            "metrics worker started",
-            extra={
-                "streams": [self.stream_key(n) for n in s.streams],
-                "ops_port": port,
-                "group": self.group,
-                "consumer": self.consumer,
-            },
-        )
-        if on_started is not None:
-            on_started(port)
-        tasks = [
-            asyncio.create_task(self._stream_loop(client, self.stream_key(name), stop))
-            for name in s.streams
-        ]
-        if s.retention.interval_seconds > 0:
-            tasks.append(
-                asyncio.create_task(
-                    retention.prune_periodically(
-                        lambda: self._prune_round(client), stop, s.retention.interval_seconds
+        try:
+            checked = await wait_for_redis_durability(
+                s.redis, component="metrics-worker", stop=stop, client=client
+            )
+            if checked is None:  # stopped while waiting for Redis
+                return
+            if self.snapshot is not None:
+                self.snapshot.start()
+            log.info(
+                "metrics worker started",
+                extra={
+                    "streams": [self.stream_key(n) for n in s.streams],
+                    "ops_port": port,
+                    "group": self.group,
+                    "consumer": self.consumer,
+                },
+            )
+            if on_started is not None:
+                on_started(port)
+            tasks = [
+                asyncio.create_task(self._stream_loop(client, self.stream_key(name), stop))
+                for name in s.streams
+            ]
+            if s.retention.interval_seconds > 0:
+                tasks.append(
+                    asyncio.create_task(
+                        retention.prune_periodically(
+                            lambda: self._prune_round(client), stop, s.retention.interval_seconds
+                        )
                     )
                 )
-            )
-        try:
             await run_together(tasks)
         finally:
             await ops.stop()

@@ -41,13 +41,14 @@ def _free_port() -> int:
 
 @pytest.fixture
 def start_redis(tmp_path: Path) -> Iterator[Callable[..., str]]:
-    """``start_redis(*config_lines, binary=...)``: a Redis server of this test, its URL."""
+    """``start_redis(*config_lines, binary=..., port=...)``: a Redis server of this test (on
+    ``port``, default a free one), its URL."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(*lines: str, binary: str | None = None) -> str:
+    def start(*lines: str, binary: str | None = None, port: int | None = None) -> str:
         server = binary or shutil.which("redis-server")
         assert server, "redis-server is not installed (killkrill dev services up installs it)"
-        port = _free_port()
+        port = port or _free_port()
         home = tmp_path / f"redis-{port}"
         home.mkdir()
         conf = home / "redis.conf"
@@ -124,7 +125,8 @@ def run(
     def start(component: str, redis_url: str, env: dict[str, str] | None = None) -> Process:
         port = _free_port()
         args = {
-            "receiver": ["receiver", "http", "--no-auth", "--host", "127.0.0.1", "--port"],
+            "receiver": ["receiver", "http", "--no-auth", "--host", "127.0.0.1",
+                         "--ops-port", str(_free_port()), "--port"],
             "logs": ["worker", "logs", "--elasticsearch-url", elasticsearch_url,
                      "--index-prefix", ES_INDEX_PREFIX, "--ops-port"],
             "metrics": ["worker", "metrics", "--database-url", database_schema,
@@ -223,3 +225,35 @@ def test_durability_fsync_answers_only_once_the_aof_is_fsynced(start_redis, run)
     refused = httpx.post(api, json=[LOG], timeout=10)
     assert refused.status_code == 503, refused.text
     assert proc.stop() == 0
+
+
+@pytest.mark.parametrize("component", ["receiver", "logs", "metrics"])
+def test_a_process_started_before_its_redis_waits_for_it(start_redis, run, component):
+    """In a cluster pods start in any order: a process whose Redis does not answer yet waits
+    for it with backoff, saying so, and starts once it answers (it does not exit); a
+    SIGTERM while it waits ends it cleanly."""
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    proc = run(component, url)
+
+    def waiting() -> bool:
+        assert proc.proc.poll() is None, proc.output()
+        return any("Redis unreachable at start; waiting" in w for w in proc.warnings())
+
+    wait_for(waiting, 60, "the process to say it waits for Redis")
+    start_redis("maxmemory-policy noeviction", "appendonly yes", port=port)
+    wait_for(lambda: _healthy(proc.port) or proc.proc.poll() is not None, 60, "the start")
+    assert proc.proc.poll() is None, proc.output()
+    if component == "receiver":
+        api = f"http://127.0.0.1:{proc.port}/api/v1/logs"
+        assert httpx.post(api, json=[LOG], timeout=10).status_code == 200
+        assert redis.Redis.from_url(url).xlen("logs-stream") == 1
+    assert proc.stop() == 0
+
+    still_waiting = run(component, f"redis://127.0.0.1:{_free_port()}/0")
+    wait_for(
+        lambda: any("Redis unreachable" in w for w in still_waiting.warnings()),
+        60,
+        "the second process to wait for its Redis",
+    )
+    assert still_waiting.stop() == 0
