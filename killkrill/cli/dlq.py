@@ -43,7 +43,7 @@ from redis.exceptions import RedisError
 from killkrill.config import ReceiverSettings
 from killkrill.streams.connection import sync_client
 from killkrill.streams.dead_letter import DeadLetter, DeadLetterFilter, iter_dead_letters
-from killkrill.streams.names import StreamNames
+from killkrill.streams.names import StreamNames, stream_names
 from killkrill.streams.replay import purge_dead_letters, replay_dead_letters
 
 __all__ = ["dlq"]
@@ -107,7 +107,7 @@ def _filters(f: Callable[..., Any]) -> Callable[..., Any]:
 def _dead_letter_key(stream: str, pipeline: str, dead_letter_stream: str | None) -> str:
     if dead_letter_stream:
         return dead_letter_stream
-    names = StreamNames.for_pipeline(pipeline)
+    names = stream_names(pipeline)
     if stream == "logs":
         key = names.logs
     elif stream == "metrics":

@@ -53,7 +53,7 @@ from killkrill.ops import OpsServer
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
 from killkrill.streams.durability import wait_for_redis_durability
-from killkrill.streams.names import StreamNames
+from killkrill.streams.names import stream_names
 from killkrill.workers.base import (
     BatchResult,
     StreamWorker,
@@ -90,7 +90,7 @@ class MetricsWorker:
             config if isinstance(config, MetricsWorkerSettings) else settings_from_seed(config)
         )
         s = self.settings
-        self.names = StreamNames.for_pipeline(s.pipeline)
+        self.names = stream_names(s.pipeline, s.redis.key_prefix)
         self.group = s.consumer.group or DEFAULT_GROUP
         self.consumer = s.consumer.name or default_consumer_name()
         self.instruments = Instruments()

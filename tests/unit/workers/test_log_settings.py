@@ -86,3 +86,19 @@ def test_load_layers_file_env_and_flags(tmp_path, monkeypatch) -> None:
     assert s.ops.port == 9102
     with pytest.raises(ConfigError, match="invalid log worker settings"):
         LogWorkerSettings.load(overrides={"pipeline": "Not A Label"})
+
+
+def test_workers_name_their_streams_as_the_receivers_do() -> None:
+    """``redis.key_prefix`` wins over the pipeline's prefix for every component (one
+    ``stream_names``): a worker reads what the receivers of its settings write."""
+    from killkrill.config import LogWorkerSettings, MetricsWorkerSettings, ReceiverSettings
+    from killkrill.streams.names import stream_names
+    from killkrill.workers.logs.settings import LogWorkerNames
+
+    layers = {"pipeline": "team-a", "redis": {"key_prefix": "tenant-7:"}}
+    receivers = ReceiverSettings.validate_settings(layers)
+    written = stream_names(receivers.pipeline, receivers.redis.key_prefix)
+    logs = LogWorkerNames.from_settings(LogWorkerSettings.validate_settings(layers))
+    assert logs.stream == written.logs == "tenant-7:logs-stream"
+    metrics = MetricsWorkerSettings.validate_settings(layers)
+    assert stream_names(metrics.pipeline, metrics.redis.key_prefix).metrics == written.metrics
