@@ -84,9 +84,8 @@ def current_cmd(database_url: str | None) -> None:
     "--ledger-older-than",
     default=None,
     help="Also delete exactly-once ledger rows of entries created longer ago than this "
-    "(default: the same age) that no consumer can be delivered again. Keep it above the "
-    "longest time an entry may wait in a dead-letter stream (a replay is recognised by its "
-    "ledger row).",
+    "(default: the same age) that no consumer can be delivered again and no dead letter "
+    "can bring back (read from Redis).",
 )
 def prune(
     database_url: str | None,

@@ -49,7 +49,11 @@ class RedisSettings(_Group):
         ),
     )
     socket_timeout: float = Field(
-        default=10.0, gt=0, description="Seconds a single Redis command may take before it fails."
+        default=5.0,
+        gt=0,
+        description="Seconds a single Redis command may take before it fails (default 5). "
+        "Part of the longest time a worker may hold a batch, which a crashed worker's "
+        "entries wait out before another takes them over (`consumer.claim_idle_ms`).",
     )
     durability_check: Literal["strict", "warn"] = Field(
         default="strict",
@@ -74,7 +78,12 @@ class ElasticsearchSettings(_Group):
         description="Documents go to `<index_prefix>-YYYY.MM.DD` by the record's own date.",
     )
     request_timeout: float = Field(
-        default=30.0, gt=0, description="Seconds one request (e.g. one `_bulk`) may take."
+        default=10.0,
+        gt=0,
+        description="Seconds one request (e.g. one `_bulk` of a batch) may take (default 10; "
+        "a batch of 500 logs takes well under a second). A timed-out request is retried and "
+        "never dead-letters anything; a shorter timeout shortens the failover of a crashed "
+        "worker's entries (`consumer.claim_idle_ms` is derived from it).",
     )
 
 
