@@ -59,7 +59,7 @@ from killkrill.schemas import (
     validate_log,
     validate_metric,
 )
-from killkrill.streams import async_client, stream_names
+from killkrill.streams import async_client
 
 __all__ = ["HttpReceiver", "build_http_app", "ops_routes"]
 
@@ -464,15 +464,7 @@ def build_http_app(
         settings.redis.url, socket_timeout=settings.redis.socket_timeout
     )
     if sink is None:
-        names = stream_names(settings.pipeline, settings.redis.key_prefix)
-        sink = StreamSink(
-            redis_client,
-            names,
-            settings.streams,
-            settings.backpressure,
-            metrics,
-            fsync_timeout=settings.append_fsync_timeout,
-        )
+        sink = StreamSink.from_settings(redis_client, settings, metrics)
     auth = auth or Authenticator(settings.auth, settings.streams)
     receiver = HttpReceiver(settings, sink, auth, metrics)
     public = settings.http.expose_docs_and_metrics

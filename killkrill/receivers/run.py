@@ -25,7 +25,7 @@ from killkrill.receivers.http_server import build_http_server
 from killkrill.receivers.metrics import ReceiverMetrics
 from killkrill.receivers.sink import StreamSink
 from killkrill.receivers.syslog_server import SyslogServer
-from killkrill.streams import async_client, stream_names
+from killkrill.streams import async_client
 from killkrill.streams.durability import wait_for_redis_durability
 
 __all__ = ["serve"]
@@ -45,15 +45,7 @@ async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None
     loop.add_signal_handler(signal.SIGHUP, _nothing_to_reload)
     client = async_client(settings.redis.url, socket_timeout=settings.redis.socket_timeout)
     metrics = ReceiverMetrics()
-    names = stream_names(settings.pipeline, settings.redis.key_prefix)
-    sink = StreamSink(
-        client,
-        names,
-        settings.streams,
-        settings.backpressure,
-        metrics,
-        fsync_timeout=settings.append_fsync_timeout,
-    )
+    sink = StreamSink.from_settings(client, settings, metrics)
     auth = Authenticator(settings.auth, settings.streams) if http else None
     app = build_http_app(settings, sink=sink, auth=auth) if http else None
 

@@ -20,12 +20,12 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from killkrill.config import BackpressureSettings
+from killkrill.config import BackpressureSettings, ReceiverSettings
 from killkrill.config.receivers import LOG_STREAM
 from killkrill.errors import Backpressure, ServiceUnavailable
 from killkrill.receivers.errors import PartialAppend, RequestError
 from killkrill.receivers.metrics import ReceiverMetrics
-from killkrill.streams import StreamNames, append_records, stream_backlog
+from killkrill.streams import StreamNames, append_records, stream_backlog, stream_names
 from killkrill.streams.append import CHUNK
 
 __all__ = ["Kind", "Readiness", "Stream", "StreamSink", "retry_after_header"]
@@ -109,6 +109,21 @@ class StreamSink:
         }
         self._backlog = {s.key: metrics.stream_backlog.labels(stream=s.key) for s in self}
         metrics.stream_backlog_limit.set(backpressure.max_backlog)
+
+    @classmethod
+    def from_settings(
+        cls, client: aioredis.Redis, settings: ReceiverSettings, metrics: ReceiverMetrics
+    ) -> StreamSink:
+        """The sink of a receiver process: its pipeline's declared streams, backlog limit and
+        durability."""
+        return cls(
+            client,
+            stream_names(settings.pipeline, settings.redis.key_prefix),
+            settings.streams,
+            settings.backpressure,
+            metrics,
+            fsync_timeout=settings.append_fsync_timeout,
+        )
 
     def __iter__(self) -> Iterator[Stream]:
         return iter(self.streams.values())

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from killkrill.config.workers import LogWorkerSettings
 from killkrill.ops import OpsServer
-from killkrill.streams.durability import wait_for_redis_durability
+from killkrill.streams.durability import RedisDurability, wait_for_redis_durability
 from killkrill.workers.base import BatchResult
 from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.logs.worker import LogWorker
@@ -37,13 +37,17 @@ async def serve(settings: LogWorkerSettings, *, ops: bool = True) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _stopper(worker, stopping, sig))
+    checked: RedisDurability | None = None
+
+    async def ready() -> tuple[bool, str]:
+        if checked is None:
+            return False, "starting: waiting for Redis (its durability settings are checked)"
+        return await worker.ready()
+
     server: OpsServer | None = None
     if ops:
         server = OpsServer(
-            settings.ops.host,
-            settings.ops.port,
-            registry=worker.metrics.registry,
-            ready=worker.ready,
+            settings.ops.host, settings.ops.port, registry=worker.metrics.registry, ready=ready
         )
         await server.start()
     try:

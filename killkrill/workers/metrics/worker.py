@@ -52,7 +52,7 @@ from killkrill.errors import ValidationError
 from killkrill.ops import OpsServer
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
-from killkrill.streams.durability import wait_for_redis_durability
+from killkrill.streams.durability import RedisDurability, wait_for_redis_durability
 from killkrill.streams.names import stream_names
 from killkrill.workers.base import (
     BatchResult,
@@ -265,11 +265,18 @@ class MetricsWorker:
         checked, waiting for Redis while it does not answer."""
         s = self.settings
         client = self._new_client()
+        checked: RedisDurability | None = None
+
+        async def ready() -> tuple[bool, str]:
+            if checked is None:
+                return False, "starting: waiting for Redis (its durability settings are checked)"
+            return await self.ready(client)
+
         ops = OpsServer(
             s.ops.host,
             s.ops.port,
             registry=self.instruments.registry,
-            ready=lambda: self.ready(client),
+            ready=ready,
             alive=lambda: not stop.is_set(),
         )
         port = await ops.start()

@@ -106,12 +106,18 @@ class Process:
         return self.proc.wait(30)
 
 
-def _healthy(port: int) -> bool:
+def _healthy(port: int, path: str = "/healthz") -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _started(proc: Process) -> bool:
+    """Running past its start: ready (the workers answer /readyz only once the durability
+    check is done; the receiver's ingest port opens only then), or exited."""
+    return _healthy(proc.port, "/readyz") or proc.proc.poll() is not None  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -164,7 +170,7 @@ def test_an_evicting_redis_stops_the_start_naming_the_fix(start_redis, run, comp
 def test_with_durability_check_warn_it_starts_with_loud_warnings(start_redis, run, component):
     url = start_redis(*LOSSY)
     proc = run(component, url, env=WARN)
-    wait_for(lambda: _healthy(proc.port) or proc.proc.poll() is not None, 60, "the start")
+    wait_for(lambda: _started(proc), 60, "the start")
     assert proc.proc.poll() is None, proc.output()
     warnings = proc.warnings()
     assert any("maxmemory-policy is allkeys-lru" in w for w in warnings), warnings
@@ -175,7 +181,7 @@ def test_with_durability_check_warn_it_starts_with_loud_warnings(start_redis, ru
 def test_aof_off_alone_is_a_warning_not_an_error(start_redis, run):
     url = start_redis("maxmemory-policy noeviction", "appendonly no")
     proc = run("receiver", url)
-    wait_for(lambda: _healthy(proc.port) or proc.proc.poll() is not None, 60, "the start")
+    wait_for(lambda: _started(proc), 60, "the start")
     assert proc.proc.poll() is None, proc.output()
     assert [w for w in proc.warnings() if "appendonly no" in w]
     assert proc.stop() == 0
@@ -188,7 +194,7 @@ def test_a_redis_that_refuses_config_is_an_error_or_with_warn_a_warning(start_re
     assert "Redis refused CONFIG GET" in strict.output()
     assert "redis.durability_check: warn" in strict.output()
     lenient = run("receiver", url, env=WARN)
-    wait_for(lambda: _healthy(lenient.port) or lenient.proc.poll() is not None, 60, "the start")
+    wait_for(lambda: _started(lenient), 60, "the start")
     assert lenient.proc.poll() is None, lenient.output()
     assert any("Redis refused CONFIG GET" in w for w in lenient.warnings())
     assert lenient.stop() == 0
@@ -216,7 +222,7 @@ def test_durability_fsync_answers_only_once_the_aof_is_fsynced(start_redis, run)
     )  # fmt: skip
     server = redis.Redis.from_url(url)
     proc = run("receiver", url, env={"KILLKRILL_DURABILITY": "fsync"})
-    wait_for(lambda: _healthy(proc.port) or proc.proc.poll() is not None, 60, "the start")
+    wait_for(lambda: _started(proc), 60, "the start")
     assert proc.proc.poll() is None, proc.output()
     api = f"http://127.0.0.1:{proc.port}/api/v1/logs"
     assert httpx.post(api, json=[LOG] * 3, timeout=10).status_code == 200
@@ -242,7 +248,7 @@ def test_a_process_started_before_its_redis_waits_for_it(start_redis, run, compo
 
     wait_for(waiting, 60, "the process to say it waits for Redis")
     start_redis("maxmemory-policy noeviction", "appendonly yes", port=port)
-    wait_for(lambda: _healthy(proc.port) or proc.proc.poll() is not None, 60, "the start")
+    wait_for(lambda: _started(proc), 60, "the start")
     assert proc.proc.poll() is None, proc.output()
     if component == "receiver":
         api = f"http://127.0.0.1:{proc.port}/api/v1/logs"
