@@ -44,7 +44,7 @@ def test_log_worker_killed_mid_stream_loses_and_doubles_nothing(
         for start in range(0, 5000, 1000):
             assert http.post("/api/v1/logs", json=_logs(run, start, 1000)).status_code == 200
         query = {"term": {"run": run}}
-        wait_for(lambda: es_count(elasticsearch_client, query) > 0, what="indexing to start")
+        wait_for(lambda: (es_count(elasticsearch_client, query) or 0) > 0, what="indexing to start")
         assert pipeline.kill("log-worker") == -9
         # More traffic while no worker runs: the receivers keep accepting.
         assert http.post("/api/v1/logs", json=_logs(run, 5000, 1000)).status_code == 200

@@ -88,7 +88,7 @@ def test_syslog_over_udp_and_tcp_is_indexed_with_its_fields(
 
     wait_for(
         lambda: (
-            es_count(elasticsearch_client, {"match": {"message": run}}) >= 1
+            (es_count(elasticsearch_client, {"match": {"message": run}}) or 0) >= 1
             and es_count(elasticsearch_client, {"term": {"service": "nginx"}}) == 1
         ),
         what="both syslog messages",
