@@ -7,6 +7,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -344,6 +345,16 @@ async def test_tls_rfc5425(
     assert read_stream("logs-stream")[0]["message"] == "over tls"
 
 
+def _udp_port_taken(port: int) -> bool:
+    """Whether some process has bound UDP ``port`` on loopback (our own bind fails)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 async def _relay_through_rsyslog(
     conf_text: str,
     tmp_path: Path,
@@ -362,7 +373,10 @@ async def _relay_through_rsyslog(
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        await asyncio.sleep(1.0)  # rsyslog binds its UDP input
+        deadline = time.monotonic() + 30
+        while not _udp_port_taken(inport):  # rsyslog binds its UDP input
+            assert proc.returncode is None and time.monotonic() < deadline, "rsyslogd did not bind"
+            await asyncio.sleep(0.05)
         for message in messages:
             await logger("--server", "127.0.0.1", "--port", str(inport), "--udp",
                          "--rfc5424=notq", *logger_args, message)  # fmt: skip
