@@ -14,7 +14,6 @@ is dead-lettered, and the same entries are indexed once the settings are right;
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +32,8 @@ from tls_front import NGINX, OPENSSL, TlsFront, tls_front
 from killkrill.config import LogWorkerSettings
 from killkrill.errors import ServiceUnavailable
 from log_worker.worker import LogWorker
+
+AddLogs = Callable[..., list[bytes]]
 
 pytestmark = pytest.mark.skipif(
     NGINX is None or OPENSSL is None,
@@ -73,18 +74,16 @@ def settings(redis_url: str, redis_client: redis.Redis) -> Callable[..., LogWork
     return make
 
 
-def _add(client: redis.Redis, n: int, tag: str) -> None:
-    with client.pipeline(transaction=False) as pipe:
-        for i in range(n):
-            record = {
-                "timestamp": f"2024-01-06T12:00:{i % 60:02d}Z",
-                "service": "auth-test",
-                "level": "info",
-                "message": f"{tag} {i}",
-                "seq": i,
-            }
-            pipe.xadd(STREAM, {"data": json.dumps(record)})
-        pipe.execute()
+def _index_all(
+    s: LogWorkerSettings, add_logs: AddLogs, client: redis.Redis, es: Elasticsearch, n: int
+) -> None:
+    """Add ``n`` records, run one worker with ``s`` over them: all indexed, none left."""
+    add_logs(n)
+    with LogWorker(s) as worker:
+        result = worker.process_batch(n)
+    assert (result.success, result.dead_lettered, result.pending) == (n, 0, 0)
+    assert es_count(es) == n
+    assert client.xlen(DEAD_LETTER) == 0
 
 
 def _readyz_saying(port: int, text: str) -> tuple[int, str] | None:
@@ -109,6 +108,7 @@ def test_basic_auth_from_a_password_file_with_the_ca_file_indexes_every_record(
     front: TlsFront,
     settings: Callable[..., LogWorkerSettings],
     redis_client: redis.Redis,
+    add_logs: AddLogs,
     elasticsearch_client: Elasticsearch,
     leak_guard: LeakGuard,
     tmp_path: Path,
@@ -120,12 +120,7 @@ def test_basic_auth_from_a_password_file_with_the_ca_file_indexes_every_record(
         password_file=str(password_file),
         ca_file=str(front.ca_file),
     )
-    _add(redis_client, 30, "basic")
-    with LogWorker(s) as worker:
-        result = worker.process_batch(30)
-    assert (result.success, result.dead_lettered, result.pending) == (30, 0, 0)
-    assert es_count(elasticsearch_client) == 30
-    assert redis_client.xlen(DEAD_LETTER) == 0
+    _index_all(s, add_logs, redis_client, elasticsearch_client, 30)
     # Through the front, as its user, over TLS (the proxy logs the user of each request).
     assert any(f" {front.username} " in line and '" 200 ' in line for line in _bulk_lines(front))
 
@@ -137,6 +132,7 @@ def test_an_api_key_file_indexes_every_record(
     front: TlsFront,
     settings: Callable[..., LogWorkerSettings],
     redis_client: redis.Redis,
+    add_logs: AddLogs,
     elasticsearch_client: Elasticsearch,
     leak_guard: LeakGuard,
     tmp_path: Path,
@@ -146,11 +142,7 @@ def test_an_api_key_file_indexes_every_record(
     key = front.api_key if form == "encoded" else f"{front.api_key_id}:{front.api_key_secret}"
     key_file = leak_guard.secret_file(tmp_path / "api-key", key)
     s = settings(url=front.api_key_url, api_key_file=str(key_file), ca_file=str(front.ca_file))
-    _add(redis_client, 20, "api key")
-    with LogWorker(s) as worker:
-        result = worker.process_batch(20)
-    assert (result.success, result.dead_lettered, result.pending) == (20, 0, 0)
-    assert es_count(elasticsearch_client) == 20
+    _index_all(s, add_logs, redis_client, elasticsearch_client, 20)
 
 
 @pytest.mark.integration
@@ -168,6 +160,7 @@ def test_a_refused_connection_is_retried_never_dead_lettered_and_indexed_once_fi
     front: TlsFront,
     settings: Callable[..., LogWorkerSettings],
     redis_client: redis.Redis,
+    add_logs: AddLogs,
     elasticsearch_client: Elasticsearch,
     leak_guard: LeakGuard,
     tmp_path: Path,
@@ -190,7 +183,7 @@ def test_a_refused_connection_is_retried_never_dead_lettered_and_indexed_once_fi
     else:
         wrong = leak_guard.secret_file(tmp_path / "wrong", leak_guard.secret("a wrong password"))
         bad = {**good, "password_file": str(wrong)}
-    _add(redis_client, 12, case)
+    add_logs(12)
 
     # At start (the index template is installed first): refused before anything is read.
     with LogWorker(settings(**bad)) as worker, pytest.raises(ServiceUnavailable) as refused:
@@ -232,6 +225,7 @@ def test_the_worker_process_stays_unready_saying_why_until_stopped(
     front: TlsFront,
     start_worker: Callable[..., Any],
     redis_client: redis.Redis,
+    add_logs: AddLogs,
     leak_guard: LeakGuard,
     tmp_path: Path,
 ) -> None:
@@ -247,7 +241,7 @@ def test_the_worker_process_stays_unready_saying_why_until_stopped(
         ]  # fmt: skip
     else:
         flags = ["--elasticsearch-ca-file", str(front.ca_file)]
-    _add(redis_client, 5, case)
+    add_logs(5)
     worker = start_worker(
         f"auth-{case.replace(' ', '-')}", "--elasticsearch-url", front.basic_url, *flags
     )
@@ -272,6 +266,7 @@ def test_verify_certs_false_indexes_but_warns_and_the_start_line_is_redacted(
     front: TlsFront,
     start_worker: Callable[..., Any],
     redis_client: redis.Redis,
+    add_logs: AddLogs,
     elasticsearch_client: Elasticsearch,
     leak_guard: LeakGuard,
     tmp_path: Path,
@@ -280,7 +275,7 @@ def test_verify_certs_false_indexes_but_warns_and_the_start_line_is_redacted(
     certificate, indexes everything, and logs a warning that verification is off. The
     credentials come from the environment (KILLKRILL_ELASTICSEARCH__*)."""
     password_file = leak_guard.secret_file(tmp_path / "password", front.password)
-    _add(redis_client, 25, "unverified")
+    add_logs(25)
     worker = start_worker(
         "auth-unverified",
         "--elasticsearch-url",
