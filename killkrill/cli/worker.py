@@ -93,8 +93,8 @@ def logs(
 
     Settings: defaults < --config file < KILLKRILL_* env (e.g.
     KILLKRILL_CONSUMER__BATCH_SIZE, KILLKRILL_ELASTICSEARCH__API_KEY_FILE) <
-    REDIS_URL / ELASTICSEARCH_URL < flags. Credentials come from files (a mounted Secret),
-    never from flags, and are never logged.
+    REDIS_URL / ELASTICSEARCH_URL < flags. Elasticsearch credentials come from files (a
+    mounted Secret), never from flags; no credential is ever logged (URLs are shown redacted).
     """
     from killkrill.config.workers import LogWorkerSettings
     from killkrill.workers.logs.service import serve

@@ -263,8 +263,8 @@ SECURITY_401 = {"error": {"type": "security_exception", "reason": "missing crede
 @pytest.mark.parametrize(
     ("credentials", "exc", "says"),
     [
-        ("no credentials", _api_error(401, SECURITY_401), "set elasticsearch.api_key_file"),
-        ("no credentials", _api_error(401, "<html>401</html>"), "sent no credentials"),
+        (None, _api_error(401, SECURITY_401), "set elasticsearch.api_key_file"),
+        (None, _api_error(401, "<html>401</html>"), "sent no credentials"),
         ("the API key in /k", _api_error(401, SECURITY_401), "check that they are current"),
         (
             "the API key in /k",
@@ -273,15 +273,17 @@ SECURITY_401 = {"error": {"type": "security_exception", "reason": "missing crede
         ),
         ("the API key in /k", _api_error(403, "<html>403</html>"), "denied _bulk (403)"),
         (
-            "no credentials",
+            None,
             _api_error(403, {"error": {"type": "cluster_block_exception", "reason": "ro"}}),
             "answered 403 to _bulk: cluster_block_exception",
         ),
-        ("no credentials", _tls_error(), "unable to get local issuer certificate"),
-        ("no credentials", _tls_error(), "elasticsearch.ca_file"),
+        (None, _tls_error(), "unable to get local issuer certificate"),
+        (None, _tls_error(), "elasticsearch.ca_file"),
     ],
 )
-def test_whole_request_refusals_say_what_fixes_them(credentials: str, exc: Any, says: str) -> None:
+def test_whole_request_refusals_say_what_fixes_them(
+    credentials: str | None, exc: Any, says: str
+) -> None:
     sink = ElasticsearchSink(object(), credentials=credentials)  # type: ignore[arg-type]
     assert says in sink.describe(exc, "_bulk")
 

@@ -127,15 +127,16 @@ def elasticsearch_client(settings: ElasticsearchSettings) -> AsyncElasticsearch:
     )
 
 
-def credentials_source(settings: ElasticsearchSettings) -> str:
-    """What the client authenticates with, in words for error messages (no secret)."""
+def credentials_source(settings: ElasticsearchSettings) -> str | None:
+    """What the client authenticates with, in words for messages (no secret); None when
+    it sends no credentials."""
     if settings.api_key_file is not None:
         return f"the API key in {settings.api_key_file}"
     if settings.username is not None:
         return f"user {settings.username!r} with the password in {settings.password_file}"
     if url_has_credentials(settings.url):
         return "the credentials in elasticsearch.url"
-    return "no credentials"
+    return None
 
 
 def _plain_http_elsewhere(url: str) -> bool:
@@ -167,13 +168,14 @@ class ElasticsearchSink:
         metrics: LogWorkerMetrics | None = None,
         refresh: bool | None = None,
         max_in_flight: int | None = None,
-        credentials: str = "no credentials",
+        credentials: str | None = None,
     ) -> None:
         self.client = client
         self.metrics = metrics
         self.refresh = refresh
         self.credentials = credentials
-        """What the client authenticates with (:func:`credentials_source`), for messages."""
+        """What the client authenticates with (:func:`credentials_source`; None: nothing),
+        for messages."""
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
 
     async def write(self, items: Sequence[Item[LogDocument]]) -> Mapping[str, Outcome]:
@@ -202,22 +204,23 @@ class ElasticsearchSink:
         if isinstance(exc, TransportError):
             return f"Elasticsearch unreachable during {request} ({type(exc).__name__}): {exc}"
         status = exc.meta.status
+        sent = self.credentials or "no credentials"
         if status == 401:
             fix = (
                 "set elasticsearch.api_key_file, or elasticsearch.username and "
                 "elasticsearch.password_file"
-                if self.credentials == "no credentials"
+                if self.credentials is None
                 else "check that they are current (elasticsearch.api_key_file, or "
                 "elasticsearch.username and password_file; the files are read at start: "
                 "restart the worker after the Secret changes)"
             )
             return (
                 f"Elasticsearch refused the credentials (401 to {request}); the worker sent "
-                f"{self.credentials}. Fix: {fix}"
+                f"{sent}. Fix: {fix}"
             )
         if status == 403 and _error_type(exc) in ("security_exception", None):
             return (
-                f"Elasticsearch denied {request} (403) to {self.credentials}: "
+                f"Elasticsearch denied {request} (403) to {sent}: "
                 f"{_api_reason(exc)}. The user or API key needs the index privileges "
                 "`create_index` and `index` on the log indices (and the cluster privilege "
                 "`manage_index_templates` while install_template is on)"
