@@ -7,8 +7,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 KK := $(BIN)/killkrill
-# Real peers the integration tests drive: syslog clients/servers and a Prometheus server.
-PEER_PACKAGES := bsdutils rsyslog rsyslog-gnutls prometheus openssl
+# Real peers the integration tests drive: syslog clients/servers, a Prometheus server, and
+# nginx as a TLS + auth front of Elasticsearch (the dev Elasticsearch runs without security).
+PEER_PACKAGES := bsdutils rsyslog rsyslog-gnutls prometheus openssl nginx
 SERVICES_ENV = eval "$$($(KK) dev services env)"
 PYTEST_ARGS ?=
 
@@ -27,6 +28,7 @@ peers: ## Install the real protocol peers the tests use (Debian packages), when 
 	command -v rsyslogd >/dev/null || test -x /usr/sbin/rsyslogd || missing="$$missing rsyslog"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
 	ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing="$$missing rsyslog-gnutls"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing (apt-get install$$missing)"; exit 1; fi; \

@@ -55,7 +55,9 @@ import orjson
 import redis
 import redis.asyncio
 from elasticsearch import Elasticsearch
+from pydantic import SecretStr
 
+from killkrill.config import ElasticsearchSettings
 from killkrill.workers.base import BatchResult
 from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.logs import LogWorker
@@ -154,7 +156,7 @@ def loader_process(
 
 async def bare_loader(es_url: str, docs: list[LogDocument], bulk: int, in_flight: int) -> Run:
     """Send ``docs`` with ``_bulk`` in chunks of ``bulk``, ``in_flight`` requests at once."""
-    client = elasticsearch_client(es_url, request_timeout=60)
+    client = elasticsearch_client(ElasticsearchSettings(url=SecretStr(es_url), request_timeout=60))
     chunks = [docs[start : start + bulk] for start in range(0, len(docs), bulk)]
     try:
         await install_template(client, PREFIX, number_of_replicas=0)

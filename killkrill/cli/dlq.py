@@ -38,6 +38,7 @@ from typing import Any
 import click
 import orjson
 import redis
+from pydantic import SecretStr
 from redis.exceptions import RedisError
 
 from killkrill.config import ReceiverSettings
@@ -148,7 +149,7 @@ def _selection(
     )
 
 
-def _client(redis_url: str | None) -> redis.Redis:
+def _client(redis_url: str | SecretStr | None) -> redis.Redis:
     return sync_client(redis_url or os.environ.get("REDIS_URL") or _DEFAULT_REDIS)
 
 

@@ -30,6 +30,29 @@ def worker() -> None:
 )
 @click.option("--redis-url", help="Redis URL (env REDIS_URL).")
 @click.option("--elasticsearch-url", help="Elasticsearch URL (env ELASTICSEARCH_URL).")
+@click.option(
+    "--elasticsearch-api-key-file",
+    type=click.Path(dir_okay=False),
+    help="File holding an Elasticsearch API key (a mounted Secret; read at start).",
+)
+@click.option(
+    "--elasticsearch-username", help="User for basic auth (with --elasticsearch-password-file)."
+)
+@click.option(
+    "--elasticsearch-password-file",
+    type=click.Path(dir_okay=False),
+    help="File holding the basic-auth password (a mounted Secret; read at start).",
+)
+@click.option(
+    "--elasticsearch-ca-file",
+    type=click.Path(dir_okay=False),
+    help="PEM file of the CA that signed the cluster's certificate.",
+)
+@click.option(
+    "--elasticsearch-verify-certs/--no-elasticsearch-verify-certs",
+    default=None,
+    help="Verify the cluster's TLS certificate (default on; off logs a warning).",
+)
 @click.option("--index-prefix", help="Documents go to <prefix>-YYYY.MM.DD (default logs).")
 @click.option("--pipeline", help="Pipeline name (default: default).")
 @click.option("--stream", help="Stream to read (default: the pipeline's logs stream).")
@@ -48,6 +71,11 @@ def logs(
     config_file: str | None,
     redis_url: str | None,
     elasticsearch_url: str | None,
+    elasticsearch_api_key_file: str | None,
+    elasticsearch_username: str | None,
+    elasticsearch_password_file: str | None,
+    elasticsearch_ca_file: str | None,
+    elasticsearch_verify_certs: bool | None,
     index_prefix: str | None,
     pipeline: str | None,
     stream: str | None,
@@ -64,7 +92,9 @@ def logs(
     """Index the logs stream into Elasticsearch until SIGTERM (then finish, ack, exit 0).
 
     Settings: defaults < --config file < KILLKRILL_* env (e.g.
-    KILLKRILL_CONSUMER__BATCH_SIZE) < REDIS_URL / ELASTICSEARCH_URL < flags.
+    KILLKRILL_CONSUMER__BATCH_SIZE, KILLKRILL_ELASTICSEARCH__API_KEY_FILE) <
+    REDIS_URL / ELASTICSEARCH_URL < flags. Elasticsearch credentials come from files (a
+    mounted Secret), never from flags; no credential is ever logged (URLs are shown redacted).
     """
     from killkrill.config.workers import LogWorkerSettings
     from killkrill.workers.logs.service import serve
@@ -75,6 +105,11 @@ def logs(
             "log_level": log_level,
             "redis.url": redis_url,
             "elasticsearch.url": elasticsearch_url,
+            "elasticsearch.api_key_file": elasticsearch_api_key_file,
+            "elasticsearch.username": elasticsearch_username,
+            "elasticsearch.password_file": elasticsearch_password_file,
+            "elasticsearch.ca_file": elasticsearch_ca_file,
+            "elasticsearch.verify_certs": elasticsearch_verify_certs,
             "elasticsearch.index_prefix": index_prefix,
             "pipeline": pipeline,
             "stream": stream,

@@ -29,6 +29,7 @@ from killkrill.config.receivers import (
     SyslogSettings,
     hash_api_key,
 )
+from killkrill.config.secrets import read_secret_file, redact_url
 from killkrill.config.workers import (  # log worker, shared consumer/retry, metrics worker
     AggregationSettings,
     ConsumerSettings,
@@ -65,5 +66,7 @@ __all__ = [
     "hash_api_key",
     "load_config_file",
     "merge_settings",
+    "read_secret_file",
+    "redact_url",
     "set_dotted",
 ]

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from killkrill.config.secrets import url_has_credentials
 from killkrill.errors import ConfigError
 
 __all__ = [
@@ -29,17 +30,20 @@ _PIPELINE_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class _Group(BaseModel):
-    """Base of every settings group: unknown keys are errors, so typos are caught early."""
+    """Base of every settings group: unknown keys are errors, so typos are caught early.
+    A value that fails validation is never echoed in the error (it may be a credential)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
 
 
 class RedisSettings(_Group):
     """Where the Redis Streams buffer lives."""
 
-    url: str = Field(
-        default="redis://127.0.0.1:6379/0",
-        description="Redis URL (redis://[user:password@]host:port/db). Env: REDIS_URL.",
+    url: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"),
+        description="Redis URL (redis://[user:password@]host:port/db; rediss:// for TLS). A "
+        "secret: never logged or shown except redacted (`redis://user:***@host`). "
+        "Env: REDIS_URL.",
     )
     key_prefix: str = Field(
         default="",
@@ -69,9 +73,11 @@ class RedisSettings(_Group):
 class ElasticsearchSettings(_Group):
     """The Elasticsearch cluster the log worker indexes into."""
 
-    url: str = Field(
-        default="http://127.0.0.1:9200",
-        description="Elasticsearch URL. Env: ELASTICSEARCH_URL.",
+    url: SecretStr = Field(
+        default=SecretStr("http://127.0.0.1:9200"),
+        description="Elasticsearch URL (https:// for TLS). Credentials belong in "
+        "`api_key_file` or `username` + `password_file`, though `https://user:password@host` "
+        "works too. A secret: never logged or shown except redacted. Env: ELASTICSEARCH_URL.",
     )
     index_prefix: str = Field(
         default="logs",
@@ -85,14 +91,66 @@ class ElasticsearchSettings(_Group):
         "never dead-letters anything; a shorter timeout shortens the failover of a crashed "
         "worker's entries (`consumer.claim_idle_ms` is derived from it).",
     )
+    api_key_file: Path | None = Field(
+        default=None,
+        description="File holding an Elasticsearch API key (sent as `Authorization: ApiKey "
+        "...`): the `encoded` value `POST /_security/api_key` answers, or `id:api_key`. A "
+        "mounted Secret; read once at start, never logged. Default: none. Env: "
+        "KILLKRILL_ELASTICSEARCH__API_KEY_FILE. Not with `username`.",
+    )
+    username: str | None = Field(
+        default=None,
+        min_length=1,
+        description="User name for HTTP basic auth, with `password_file`. Default: none. Env: "
+        "KILLKRILL_ELASTICSEARCH__USERNAME.",
+    )
+    password_file: Path | None = Field(
+        default=None,
+        description="File holding the password of `username` (a mounted Secret; read once at "
+        "start, never logged). Default: none. Env: KILLKRILL_ELASTICSEARCH__PASSWORD_FILE.",
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CA(s) that signed the cluster's certificate, for an "
+        "https:// URL whose certificate the system's CAs do not vouch for (a private CA, "
+        "ECK's `<cluster>-es-http-certs-public` Secret). Default: the system's CAs. Env: "
+        "KILLKRILL_ELASTICSEARCH__CA_FILE.",
+    )
+    verify_certs: bool = Field(
+        default=True,
+        description="Verify the cluster's TLS certificate and host name (default true). "
+        "false accepts any certificate, so anyone on the path can read the logs and the "
+        "credentials; the worker logs a warning at start. Env: "
+        "KILLKRILL_ELASTICSEARCH__VERIFY_CERTS.",
+    )
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> ElasticsearchSettings:
+        if self.api_key_file is not None and (self.username or self.password_file):
+            raise ValueError(
+                "elasticsearch: give api_key_file or username + password_file, not both"
+            )
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError(
+                "elasticsearch: username and password_file go together (basic auth); "
+                "give both, or neither"
+            )
+        if url_has_credentials(self.url) and (self.api_key_file or self.username):
+            raise ValueError(
+                "elasticsearch: the url holds credentials and api_key_file/username is set "
+                "too; keep one (the files)"
+            )
+        return self
 
 
 class DatabaseSettings(_Group):
     """The PostgreSQL database holding metric aggregates."""
 
-    url: str = Field(
-        default="postgresql://test:test@127.0.0.1:5432/killkrill_test",
-        description="SQLAlchemy/libpq URL. Env: DATABASE_URL (or TEST_DATABASE_URL in tests).",
+    url: SecretStr = Field(
+        default=SecretStr("postgresql://test:test@127.0.0.1:5432/killkrill_test"),
+        description="SQLAlchemy/libpq URL (postgresql://user:password@host:port/db). A secret: "
+        "never logged or shown except redacted. Env: DATABASE_URL (or TEST_DATABASE_URL in "
+        "tests).",
     )
     pool_size: int = Field(default=5, ge=1, description="Connections kept open per process.")
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
 __all__ = ["create_engine", "error_summary", "normalise_url", "ping"]
 
 
-def normalise_url(url: str) -> str:
-    """Accept ``postgres://`` and ``postgresql://`` URLs; use the psycopg2 driver."""
+def normalise_url(url: str | SecretStr) -> str:
+    """Accept ``postgres://`` and ``postgresql://`` URLs; use the psycopg2 driver. A
+    :class:`~pydantic.SecretStr` (``database.url``) is read here, to open the connection."""
+    if isinstance(url, SecretStr):
+        url = url.get_secret_value()
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
@@ -20,7 +24,7 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str, **kwargs: Any) -> Engine:
+def create_engine(url: str | SecretStr, **kwargs: Any) -> Engine:
     """An engine with pre-ping on (connections survive a database restart) and a small pool.
 
     libpq ``options`` given in both the URL (``?options=-csearch_path%3Dmy_schema``) and

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from pydantic import SecretStr
 
 from killkrill.db.engine import normalise_url
 
@@ -14,7 +15,7 @@ __all__ = ["alembic_config", "current", "head", "upgrade"]
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def alembic_config(url: str) -> Config:
+def alembic_config(url: str | SecretStr) -> Config:
     """An Alembic config pointing at our migrations and at ``url``."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -22,12 +23,12 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str | SecretStr, revision: str = "head") -> None:
     """Migrate the database at ``url`` to ``revision`` (default: the newest)."""
     command.upgrade(alembic_config(url), revision)
 
 
-def current(url: str) -> str | None:
+def current(url: str | SecretStr) -> str | None:
     """The revision the database at ``url`` is at, or None before the first migration."""
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from killkrill.config.secrets import redact_url
 from killkrill.dev.process import port_open, read_pid, state_dir, stop_pid
 
 __all__ = ["LocalService", "ServiceStatus"]
@@ -23,8 +24,9 @@ class ServiceStatus:
     pid: int | None = None
 
     def line(self) -> str:
+        """The status line; the URL's password is shown as ``***`` (``env`` prints it)."""
         pid = f" pid {self.pid}" if self.pid else ""
-        return f"{self.name:<14} {self.state:<8} {self.url}{pid}"
+        return f"{self.name:<14} {self.state:<8} {redact_url(self.url)}{pid}"
 
 
 class LocalService(ABC):
@@ -88,6 +90,10 @@ class LocalService(ABC):
     @abstractmethod
     def start(self) -> None:
         """Start the server and return once it is ready."""
+
+    def provision(self) -> None:  # noqa: B027 - optional hook, empty by default
+        """Bring a running instance's own setup (roles, databases) up to date; idempotent.
+        :meth:`start` does it too. Default: nothing."""
 
     def stop(self) -> None:
         """Stop the server and wait until its process is gone."""

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
+from killkrill.config.secrets import redact_url
 from killkrill.dev.base import LocalService, ServiceStatus
 from killkrill.dev.elasticsearch_server import ElasticsearchServer
 from killkrill.dev.postgres_server import PostgresServer
@@ -42,15 +43,17 @@ class ServiceManager:
         if given:
             if not service.reachable(given):
                 raise DevServiceError(
-                    f"{service.name}: {given} (from {'/'.join(service.env_vars)}) is not "
-                    "reachable; start it, or unset the variable to let the manager run one"
+                    f"{service.name}: {redact_url(given)} (from {'/'.join(service.env_vars)}) "
+                    "is not reachable; start it, or unset the variable to let the manager run one"
                 )
-            return f"{service.name}: using {given} (given in the environment)"
+            return f"{service.name}: using {redact_url(given)} (given in the environment)"
+        where = redact_url(service.url())
         if service.running():
-            return f"{service.name}: already running at {service.url()}"
+            service.provision()
+            return f"{service.name}: already running at {where}"
         service.install()
         service.start()
-        return f"{service.name}: started at {service.url()} in {time.monotonic() - started:.1f}s"
+        return f"{service.name}: started at {where} in {time.monotonic() - started:.1f}s"
 
     def up(self) -> float:
         """Start every service that is not running yet; return the wall time in seconds."""

@@ -1,4 +1,9 @@
-"""PostgreSQL 15 from Debian's ``postgresql``: a ``killkrill_test`` database, role ``test``."""
+"""PostgreSQL 15 from Debian's ``postgresql``: a ``killkrill_test`` database, role ``test``.
+
+``test`` may create roles (``CREATEROLE``): the test suite logs in as a role of its own per
+run, with a random password, so that a password leaked into a log line is recognisable
+(see ``tests/integration/conftest.py``). A throwaway loopback-only instance.
+"""
 
 from __future__ import annotations
 
@@ -126,6 +131,9 @@ class PostgresServer(LocalService):
         )
         self._ensure_database(sockets)
 
+    def provision(self) -> None:
+        self._ensure_database(self.home / "run")
+
     def _ensure_database(self, sockets: Path) -> None:
         conn = psycopg2.connect(
             host=str(sockets), port=self.port, user="postgres", dbname="postgres"
@@ -139,6 +147,9 @@ class PostgresServer(LocalService):
                         sql.SQL("CREATE ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(USER)),
                         (PASSWORD,),
                     )
+                cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s AND rolcreaterole", (USER,))
+                if cur.fetchone() is None:
+                    cur.execute(sql.SQL("ALTER ROLE {} CREATEROLE").format(sql.Identifier(USER)))
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
                 if cur.fetchone() is None:
                     cur.execute(

@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from killkrill.config import ReceiverSettings
+from killkrill.config import ReceiverSettings, redact_url
 from killkrill.ops import OpsServer
 from killkrill.receivers.auth import Authenticator
 from killkrill.receivers.http_app import build_http_app, ops_routes
@@ -88,7 +88,15 @@ async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None
             background.append(asyncio.create_task(auth.watch(), name="api-keys-watch"))
         # The ops port opens last: its /healthz answering means every listener is up.
         ops_port = await ops.start()
-        log.info("receiver started", extra={"http": http, "syslog": syslog, "ops_port": ops_port})
+        log.info(
+            "receiver started",
+            extra={
+                "http": http,
+                "syslog": syslog,
+                "ops_port": ops_port,
+                "redis": redact_url(settings.redis.url),
+            },
+        )
         stopped = asyncio.create_task(stop.wait(), name="stop")
         background.append(stopped)
         await asyncio.wait(

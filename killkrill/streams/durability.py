@@ -36,6 +36,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from killkrill.config.backoff import Backoff
 from killkrill.config.common import RedisSettings
+from killkrill.config.secrets import redact_url
 from killkrill.errors import ConfigError, ServiceUnavailable
 from killkrill.streams.connection import async_client
 
@@ -163,10 +164,13 @@ async def check_redis_durability(
         facts = await _read(redis)
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         raise ServiceUnavailable(
-            f"Redis unreachable at start: cannot check its durability settings: {exc}"
+            f"Redis unreachable at start ({redact_url(settings.url)}): cannot check its "
+            f"durability settings: {exc}"
         ) from exc
     except RedisError as exc:
-        raise ServiceUnavailable(f"Redis refused INFO at start: {exc}") from exc
+        raise ServiceUnavailable(
+            f"Redis ({redact_url(settings.url)}) refused INFO at start: {exc}"
+        ) from exc
     finally:
         if own:
             await redis.aclose()

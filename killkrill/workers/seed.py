@@ -5,10 +5,11 @@ The seed builds workers from a flat dict (``LogWorker({"redis_url": host, "redis
 6379, ...})``, ``MetricsWorker({...})``). Every key maps to one or more dotted settings
 paths; :data:`COMMON_KEYS` are understood by both workers (either spelling of the consumer
 group and name: ``consumer_group``/``group``, ``consumer_name``/``consumer``), each worker
-adds its own. ``redis_url`` is a host (with ``redis_port``, default 6379, and ``redis_db``,
-default 0, beside it) or a full ``redis://`` URL. Unknown keys raise
-:class:`~killkrill.errors.ConfigError` naming them, so typos do not pass silently; invalid
-values are all reported at once by the settings model.
+adds its own. ``redis_url`` is a host (with ``redis_port``, default 6379, ``redis_db``,
+default 0, and the ACL ``redis_username``/``redis_password``, default none, beside it) or a
+full ``redis://`` URL; the URL built is a secret (see :mod:`killkrill.config.secrets`).
+Unknown keys raise :class:`~killkrill.errors.ConfigError` naming them, so typos do not pass
+silently; invalid values are all reported at once by the settings model.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = ["COMMON_KEYS", "REDIS_KEYS", "settings_from_seed"]
 
 S = TypeVar("S", bound=ProcessSettings)
 
-REDIS_KEYS = ("redis_url", "redis_port", "redis_db")
+REDIS_KEYS = ("redis_url", "redis_port", "redis_db", "redis_username", "redis_password")
 """Read together into ``redis.url``."""
 
 COMMON_KEYS: dict[str, tuple[str, ...]] = {
@@ -63,10 +64,13 @@ def settings_from_seed(
     data: dict[str, Any] = {}
     if config.get("redis_url") is not None:
         port, db = config.get("redis_port"), config.get("redis_db")
+        username, password = config.get("redis_username"), config.get("redis_password")
         url = redis_url(
             str(config["redis_url"]),
             int(port) if port is not None else None,
             int(db) if db is not None else None,
+            username=str(username) if username is not None else None,
+            password=str(password) if password is not None else None,
         )
         set_dotted(data, "redis.url", url)
     for key, paths in keys.items():

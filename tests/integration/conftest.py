@@ -15,6 +15,19 @@ random one) and owns:
 * Elasticsearch: the index prefix ``logs-test-<run>`` (``es_index_prefix``; patterns
   ``es_index_pattern``) and any index or template whose name holds the run id; those are
   deleted before and after each test, nothing else is.
+
+Credentials: the run logs in with secrets of its own, made by the ``leak_guard`` (see
+``tests/leak_guard.py``), which fails the run if one of them shows up in any output or log:
+
+* Redis: an ACL user ``kk-test-<run>`` with a random password (``ACL SETUSER`` through
+  ``REDIS_URL``'s login; deleted at the end); ``redis_url`` carries it;
+* PostgreSQL: a role ``kk_test_<run>`` with a random password (``CREATE ROLE`` through
+  ``TEST_DATABASE_URL``'s role, which needs ``CREATEROLE``: the dev server's ``test`` has
+  it), owning nothing but what it creates in the run's schema; dropped at the end;
+* Elasticsearch behind a TLS + auth proxy (``tls_front.py``): random passwords and keys.
+
+A server that refuses the ACL user or the role (a managed Redis, a role without
+``CREATEROLE``) is used with the given login, and the guard watches that URL's password.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(Path(__file__).parent))  # shared helpers, e.g. polling.py
 
+from leak_guard import LeakGuard
 from run_names import ES_INDEX_PREFIX, PG_SCHEMA, RUN_ID
 
 START_HINT = (
@@ -111,11 +125,52 @@ def _claim_redis_db(url: str) -> tuple[str, int]:
     pytest.exit(f"no free Redis database at {url} for this test run; {START_HINT}", returncode=3)
 
 
+def _with_login(url: str, user: str, password: str) -> str:
+    """``url`` logging in as ``user`` with ``password`` (whatever login it had before)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _watch_given_password(guard: LeakGuard, url: str, what: str) -> None:
+    password = urlsplit(url).password
+    if password and len(password) >= 12:
+        guard.register(password, f"{what} password (given in the environment)")
+
+
+def _redis_run_user(base: str, guard: LeakGuard) -> tuple[str, str | None]:
+    """``base`` logging in as an ACL user of this run with a random password, and the
+    user's name; ``(base, None)`` when the server refuses ACL SETUSER."""
+    user = f"kk-test-{RUN_ID}"
+    password = guard.secret("Redis ACL password of the test run")
+    root = redis.from_url(base)
+    try:
+        root.acl_setuser(
+            user,
+            enabled=True,
+            reset=True,
+            passwords=[f"+{password}"],
+            keys=["*"],
+            channels=["*"],
+            commands=["+@all"],
+        )
+    except redis.ResponseError as exc:  # a managed Redis: no ACL for us
+        print(f"Redis refused ACL SETUSER ({exc}): the run logs in as REDIS_URL says")
+        _watch_given_password(guard, base, "Redis")
+        return base, None
+    finally:
+        root.close()
+    return _with_login(base, user, password), user
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """Redis URL from environment, on a database claimed for this run (released at the end)."""
+def redis_url(leak_guard: LeakGuard) -> Iterator[str]:
+    """Redis URL from environment, on a database claimed for this run (released at the end),
+    logging in as the run's own ACL user (a random password the leak guard watches)."""
     base = _require("Redis", os.getenv("REDIS_URL", "redis://localhost:6379/1"), 6379)
-    url, db = _claim_redis_db(base)
+    login, user = _redis_run_user(base, leak_guard)
+    url, db = _claim_redis_db(login)
     yield url
     client = redis.from_url(url)
     client.flushdb()
@@ -124,6 +179,10 @@ def redis_url() -> Iterator[str]:
     if root.get(_CLAIM_KEY.format(db=db)) == RUN_ID.encode():
         root.delete(_CLAIM_KEY.format(db=db), _OWNED_KEY.format(db=db))
     root.close()
+    if user is not None:
+        admin = redis.from_url(base)
+        admin.acl_deluser(user)
+        admin.close()
 
 
 def _with_search_path(url: str, schema: str) -> str:
@@ -134,24 +193,47 @@ def _with_search_path(url: str, schema: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
+def _postgres_run_role(base: str, guard: LeakGuard) -> tuple[str, str | None]:
+    """``base`` logging in as a role of this run with a random password, and the role's
+    name; ``(base, None)`` when ``base``'s role may not create roles."""
+    role = PG_SCHEMA  # kk_test_<run>: a plain identifier
+    password = guard.secret("PostgreSQL password of the test run")
+    try:
+        _run_sql(base, f"CREATE ROLE {role} LOGIN PASSWORD %s", (password,))
+    except psycopg2.errors.DuplicateObject:  # left by a crashed run of this id
+        _run_sql(base, f"ALTER ROLE {role} LOGIN PASSWORD %s", (password,))
+    except psycopg2.errors.InsufficientPrivilege as exc:
+        print(f"PostgreSQL refused CREATE ROLE ({exc.pgerror}): the run logs in as given")
+        _watch_given_password(guard, base, "PostgreSQL")
+        return base, None
+    return _with_login(base, role, password), role
+
+
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_url(leak_guard: LeakGuard) -> Iterator[str]:
     """PostgreSQL URL for the test database, in a schema of this run's own (dropped at the
-    end): its tables are the only ones the suite creates, truncates or drops."""
+    end): its tables are the only ones the suite creates, truncates or drops. It logs in
+    as the run's own role (a random password the leak guard watches), which may create
+    objects in that schema only."""
     base = os.getenv("TEST_DATABASE_URL", "postgresql://test:test@localhost/killkrill_test")
     _require("PostgreSQL", base, 5432)
+    login, role = _postgres_run_role(base, leak_guard)
     _run_sql(base, f"CREATE SCHEMA IF NOT EXISTS {PG_SCHEMA}")
-    yield _with_search_path(base, PG_SCHEMA)
+    if role is not None:  # the schema stays the base role's, so dropping it drops all
+        _run_sql(base, f"GRANT USAGE, CREATE ON SCHEMA {PG_SCHEMA} TO {role}")
+    yield _with_search_path(login, PG_SCHEMA)
     # A new connection: tests restart the server, which ends every session open before.
     _run_sql(base, f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE")
+    if role is not None:
+        _run_sql(base, f"DROP ROLE IF EXISTS {role}")
 
 
-def _run_sql(url: str, statement: str) -> None:
+def _run_sql(url: str, statement: str, params: tuple[Any, ...] | None = None) -> None:
     conn = psycopg2.connect(url)
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
-            cur.execute(statement)
+            cur.execute(statement, params)
     finally:
         conn.close()
 
@@ -279,6 +361,8 @@ def metrics_worker_config(redis_client: redis.Redis, database_schema: str) -> di
         "redis_url": kwargs["host"],
         "redis_port": kwargs["port"],
         "redis_db": kwargs["db"],
+        "redis_username": kwargs.get("username"),
+        "redis_password": kwargs.get("password"),
         "database_url": database_schema,
         "batch_size": 10,
         # One-hour buckets: samples of a test never straddle a bucket boundary.
@@ -311,10 +395,13 @@ def metrics_worker(metrics_worker_config: dict[str, Any]) -> Iterator[Any]:
 @pytest.fixture
 def log_worker_config(redis_client: redis.Redis, elasticsearch_url: str) -> dict[str, Any]:
     """Configure log worker for testing (the seed's shape; Elasticsearch from the env)."""
+    kwargs = redis_client.connection_pool.connection_kwargs
     return {
-        "redis_url": redis_client.connection_pool.connection_kwargs["host"],
-        "redis_port": redis_client.connection_pool.connection_kwargs["port"],
-        "redis_db": redis_client.connection_pool.connection_kwargs["db"],
+        "redis_url": kwargs["host"],
+        "redis_port": kwargs["port"],
+        "redis_db": kwargs["db"],
+        "redis_username": kwargs.get("username"),  # the run's ACL user (None: the default)
+        "redis_password": kwargs.get("password"),
         "elasticsearch_url": elasticsearch_url,
         "elasticsearch_index": ES_INDEX_PREFIX,
         "batch_size": 10,

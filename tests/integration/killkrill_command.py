@@ -16,8 +16,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def killkrill(redis_url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``killkrill ARGS --redis-url REDIS_URL``; its exit code and output, as text."""
-    return subprocess.run(
+    """Run ``killkrill ARGS --redis-url REDIS_URL``; its exit code and output, as text. The
+    output is also echoed to the test's own stdout/stderr, so the leak guard reads it."""
+    done = subprocess.run(
         [sys.executable, "-m", "killkrill", *args, "--redis-url", redis_url],
         capture_output=True,
         text=True,
@@ -25,3 +26,6 @@ def killkrill(redis_url: str, *args: str, timeout: float = 120) -> subprocess.Co
         timeout=timeout,
         check=False,
     )
+    sys.stdout.write(done.stdout)
+    sys.stderr.write(done.stderr)
+    return done

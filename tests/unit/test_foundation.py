@@ -51,11 +51,17 @@ def test_error_tree_separates_retryable_from_permanent() -> None:
     ],
 )
 def test_redis_url_from_host_or_url(given: str, expected: str) -> None:
-    assert redis_url(given) == expected
+    assert redis_url(given).get_secret_value() == expected
 
 
 def test_redis_url_uses_seed_port_and_db() -> None:
-    assert redis_url("10.0.0.1", 6380, 3) == "redis://10.0.0.1:6380/3"
+    assert redis_url("10.0.0.1", 6380, 3).get_secret_value() == "redis://10.0.0.1:6380/3"
+
+
+def test_redis_url_carries_the_acl_login_quoted() -> None:
+    url = redis_url("h", 1, 2, username="kk", password="p@ss:w/rd")
+    assert url.get_secret_value() == "redis://kk:p%40ss%3Aw%2Frd@h:1/2"
+    assert "p@ss" not in repr(url)
 
 
 def test_stream_names_keep_seed_names_and_prefix_other_pipelines() -> None:
@@ -94,7 +100,10 @@ def test_config_file_yaml_json_and_errors(tmp_path: Path) -> None:
     (tmp_path / "d.yaml").write_text("")
     (tmp_path / "e.yaml").write_text("a: [unclosed\n")
     assert load_config_file(tmp_path / "a.yaml") == {"redis": {"url": "redis://x:1/0"}}
-    assert RedisSettings(**load_config_file(tmp_path / "b.json")["redis"]).url == "redis://y:2/0"
+    assert (
+        RedisSettings(**load_config_file(tmp_path / "b.json")["redis"]).url.get_secret_value()
+        == "redis://y:2/0"
+    )
     assert load_config_file(tmp_path / "d.yaml") == {}
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_config_file(tmp_path / "c.yaml")
@@ -201,15 +210,18 @@ def test_every_process_settings_loads_the_same_layers(
     monkeypatch.setenv("KILLKRILL_PIPELINE", "from-env")
     monkeypatch.setenv("KILLKRILL_REDIS__SOCKET_TIMEOUT", "3")
     loaded = cls.load(tmp_path / "kk.yaml")
-    assert (loaded.pipeline, loaded.redis.url, loaded.redis.socket_timeout) == (
+    assert (loaded.pipeline, loaded.redis.url.get_secret_value(), loaded.redis.socket_timeout) == (
         "from-env",
         "redis://file:1/0",
         3.0,
     )
     monkeypatch.setenv("REDIS_URL", "redis://env:2/0")
-    assert cls.load(tmp_path / "kk.yaml").redis.url == "redis://env:2/0"
+    assert cls.load(tmp_path / "kk.yaml").redis.url.get_secret_value() == "redis://env:2/0"
     flagged = cls.load(tmp_path / "kk.yaml", {"pipeline": "from-flag", "redis.url": None})
-    assert (flagged.pipeline, flagged.redis.url) == ("from-flag", "redis://env:2/0")
+    assert (flagged.pipeline, flagged.redis.url.get_secret_value()) == (
+        "from-flag",
+        "redis://env:2/0",
+    )
     with pytest.raises(ConfigError) as err:
         cls.load(None, {"pipeline": "Not A Label", "redis.socket_timeout": -1})
     message = str(err.value)

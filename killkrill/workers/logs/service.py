@@ -12,11 +12,13 @@ import logging
 import signal
 from collections.abc import Callable
 
+from killkrill.config.secrets import redact_url
 from killkrill.config.workers import LogWorkerSettings
 from killkrill.ops import OpsServer
 from killkrill.streams.durability import RedisDurability, wait_for_redis_durability
 from killkrill.workers.base import BatchResult
 from killkrill.workers.gctune import tune_for_streaming
+from killkrill.workers.logs.sink import credentials_source
 from killkrill.workers.logs.worker import LogWorker
 
 __all__ = ["GAUGE_INTERVAL", "serve"]
@@ -74,6 +76,9 @@ async def serve(settings: LogWorkerSettings, *, ops: bool = True) -> int:
             "group": worker.names.group,
             "consumer": worker.consumer_name,
             "dead_letter_stream": worker.dead_letter_stream,
+            "redis": redact_url(settings.redis.url),
+            "elasticsearch": redact_url(settings.elasticsearch.url),
+            "elasticsearch_auth": credentials_source(settings.elasticsearch),
             "elasticsearch_index": f"{settings.elasticsearch.index_prefix}-YYYY.MM.DD",
             "ops_port": server.port if server else None,
         },

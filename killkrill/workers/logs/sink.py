@@ -7,32 +7,53 @@ Whole-request failures are translated here, at the boundary:
   :data:`PER_DOCUMENT_400_TYPES`) raise :class:`~killkrill.errors.RejectedBatch`: the
   worker splits the batch (see :class:`~killkrill.workers.base.StreamWorker`), the other
   documents are indexed and only the one at fault is dead-lettered, with the reason;
-* connection refused / reset, timeouts, and every other HTTP error of the request as a
-  whole (429, 5xx, 401/403, a 400 about the request itself...) raise
-  :class:`~killkrill.errors.ServiceUnavailable` - every item of the batch is retried, none
-  is acknowledged, none dead-lettered: an operator fixes those.
+* connection refused / reset, timeouts, a TLS handshake that fails verification, and every
+  other HTTP error of the request as a whole (429, 5xx, 401/403, a 400 about the request
+  itself...) raise :class:`~killkrill.errors.ServiceUnavailable` - every item of the batch
+  is retried, none is acknowledged, none dead-lettered: an operator fixes those. Refused
+  credentials (401), missing privileges (403) and failed TLS verification say so and name
+  the settings that fix them (:meth:`ElasticsearchSink.describe`), in the error, the log
+  line and ``/readyz``.
 
 Per-item outcomes are read by :func:`killkrill.workers.logs.bulk.classify_items`.
+
+:func:`elasticsearch_client` builds the client from :class:`ElasticsearchSettings`: the URL
+(a secret), an API key or basic-auth password read from its file at start (never logged),
+the CA file, and TLS verification, on unless ``verify_certs`` is false (then a warning).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import logging
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
+from urllib.parse import urlsplit
 
+from elastic_transport import TlsError
 from elasticsearch import ApiError, AsyncElasticsearch, TransportError
 from elasticsearch.serializer import OrjsonSerializer
 
-from killkrill.errors import RejectedBatch, ServiceUnavailable
+from killkrill.config.common import ElasticsearchSettings
+from killkrill.config.secrets import read_secret_file, redact_url, url_has_credentials
+from killkrill.errors import ConfigError, RejectedBatch, ServiceUnavailable
 from killkrill.workers.base import Item, Outcome
 from killkrill.workers.logs.bulk import classify_items, encode_bulk, error_reason
 from killkrill.workers.logs.metrics import LogWorkerMetrics
 from killkrill.workers.logs.transform import LogDocument
 
-__all__ = ["PER_DOCUMENT_400_TYPES", "ElasticsearchSink", "elasticsearch_client"]
+__all__ = [
+    "PER_DOCUMENT_400_TYPES",
+    "ElasticsearchSink",
+    "credentials_source",
+    "elasticsearch_client",
+]
+
+log = logging.getLogger("killkrill.workers.logs")
 
 _FILTER_PATH = "errors,items.*.status,items.*.error"
 
@@ -53,16 +74,82 @@ about the content; any other 400 (e.g. ``media_type_header_exception``, a client
 version mismatch) is about the request and is retried, never dead-lettered."""
 
 
-def elasticsearch_client(url: str, *, request_timeout: float) -> AsyncElasticsearch:
+def elasticsearch_client(settings: ElasticsearchSettings) -> AsyncElasticsearch:
     """An async client for the sink: no client-side retries (the worker's retry policy
-    decides, and counts attempts), orjson for the answers."""
+    decides, and counts attempts), orjson for the answers; credentials, CA file and TLS
+    verification from ``settings``.
+
+    The API key or password is read from its file here, once (a missing or empty file
+    raises :class:`ConfigError` naming the setting). ``verify_certs: false`` and
+    credentials sent over plain http to another host are logged as warnings.
+    """
+    auth: dict[str, Any] = {}
+    if settings.api_key_file is not None:
+        key = read_secret_file(settings.api_key_file, "elasticsearch.api_key_file")
+        value = key.get_secret_value()
+        # The `encoded` form is base64 (no ':'); `id:api_key` is the key's two parts.
+        auth["api_key"] = tuple(value.split(":", 1)) if ":" in value else value
+    if settings.username is not None and settings.password_file is not None:
+        password = read_secret_file(settings.password_file, "elasticsearch.password_file")
+        auth["basic_auth"] = (settings.username, password.get_secret_value())
+    tls: dict[str, Any] = {"verify_certs": settings.verify_certs}
+    if settings.ca_file is not None:
+        if not settings.ca_file.is_file():
+            raise ConfigError(
+                f"elasticsearch.ca_file: {settings.ca_file} is not a file (mount the CA "
+                "certificate there, or fix the path)"
+            )
+        tls["ca_certs"] = str(settings.ca_file)
+    where = redact_url(settings.url)
+    if not settings.verify_certs:
+        tls["ssl_show_warn"] = False  # this warning instead of the library's, once
+        log.warning(
+            "elasticsearch.verify_certs is false: the TLS certificate of Elasticsearch is not "
+            "verified, so anyone between the worker and the cluster can read the logs and "
+            "the credentials, or pose as the cluster. Set elasticsearch.ca_file to the CA "
+            "that signed it and turn verification back on",
+            extra={"elasticsearch": where},
+        )
+    if (auth or url_has_credentials(settings.url)) and _plain_http_elsewhere(where):
+        log.warning(
+            "Elasticsearch credentials are sent over plain http to another host: anyone on "
+            "the path can read them. Use an https:// URL",
+            extra={"elasticsearch": where},
+        )
     return AsyncElasticsearch(
-        url,
-        request_timeout=request_timeout,
+        settings.url.get_secret_value(),
+        request_timeout=settings.request_timeout,
         max_retries=0,
         retry_on_timeout=False,
         serializer=OrjsonSerializer(),
+        **auth,
+        **tls,
     )
+
+
+def credentials_source(settings: ElasticsearchSettings) -> str | None:
+    """What the client authenticates with, in words for messages (no secret); None when
+    it sends no credentials."""
+    if settings.api_key_file is not None:
+        return f"the API key in {settings.api_key_file}"
+    if settings.username is not None:
+        return f"user {settings.username!r} with the password in {settings.password_file}"
+    if url_has_credentials(settings.url):
+        return "the credentials in elasticsearch.url"
+    return None
+
+
+def _plain_http_elsewhere(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 class ElasticsearchSink:
@@ -81,10 +168,14 @@ class ElasticsearchSink:
         metrics: LogWorkerMetrics | None = None,
         refresh: bool | None = None,
         max_in_flight: int | None = None,
+        credentials: str | None = None,
     ) -> None:
         self.client = client
         self.metrics = metrics
         self.refresh = refresh
+        self.credentials = credentials
+        """What the client authenticates with (:func:`credentials_source`; None: nothing),
+        for messages."""
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
 
     async def write(self, items: Sequence[Item[LogDocument]]) -> Mapping[str, Outcome]:
@@ -96,13 +187,45 @@ class ElasticsearchSink:
         except ApiError as exc:
             if _per_document(exc):
                 raise RejectedBatch(error_reason(exc.meta.status, _api_error(exc))) from exc
-            raise ServiceUnavailable(
-                f"Elasticsearch answered {exc.meta.status} to _bulk: {_api_reason(exc)}"
-            ) from exc
+            raise ServiceUnavailable(self.describe(exc, "_bulk")) from exc
         except TransportError as exc:
-            raise ServiceUnavailable(
-                f"Elasticsearch unreachable during _bulk ({type(exc).__name__}): {exc}"
-            ) from exc
+            raise ServiceUnavailable(self.describe(exc, "_bulk")) from exc
+
+    def describe(self, exc: ApiError | TransportError, request: str) -> str:
+        """Why ``request`` failed as a whole, and what fixes it when the answer is about
+        the credentials (401), privileges (403) or TLS verification."""
+        if isinstance(exc, TlsError):
+            return (
+                f"Elasticsearch TLS verification failed during {request}: {_tls_reason(exc)}. "
+                "The cluster's certificate is not signed by a CA the worker trusts, or does "
+                "not name the host of elasticsearch.url. Fix: set elasticsearch.ca_file to "
+                "the CA that signed it (or fix the host name)"
+            )
+        if isinstance(exc, TransportError):
+            return f"Elasticsearch unreachable during {request} ({type(exc).__name__}): {exc}"
+        status = exc.meta.status
+        sent = self.credentials or "no credentials"
+        if status == 401:
+            fix = (
+                "set elasticsearch.api_key_file, or elasticsearch.username and "
+                "elasticsearch.password_file"
+                if self.credentials is None
+                else "check that they are current (elasticsearch.api_key_file, or "
+                "elasticsearch.username and password_file; the files are read at start: "
+                "restart the worker after the Secret changes)"
+            )
+            return (
+                f"Elasticsearch refused the credentials (401 to {request}); the worker sent "
+                f"{sent}. Fix: {fix}"
+            )
+        if status == 403 and _error_type(exc) in ("security_exception", None):
+            return (
+                f"Elasticsearch denied {request} (403) to {sent}: "
+                f"{_api_reason(exc)}. The user or API key needs the index privileges "
+                "`create_index` and `index` on the log indices (and the cluster privilege "
+                "`manage_index_templates` while install_template is on)"
+            )
+        return f"Elasticsearch answered {status} to {request}: {_api_reason(exc)}"
 
     async def _bulk(self, items: Sequence[Item[LogDocument]]) -> dict[str, Outcome]:
         body = encode_bulk([item.record for item in items])
@@ -131,7 +254,7 @@ class ElasticsearchSink:
         try:
             health = await self.client.options(request_timeout=probe_seconds).cluster.health()
         except (ApiError, TransportError) as exc:
-            return False, f"elasticsearch: {type(exc).__name__}: {exc}"
+            return False, f"elasticsearch: {self.describe(exc, '_cluster/health')}"
         status = str(health.body.get("status", "unknown"))
         return status in ("green", "yellow"), f"elasticsearch: {status}"
 
@@ -158,6 +281,29 @@ def _api_error(exc: ApiError) -> Any:
     if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
         return body["error"]
     return exc.message or f"request refused ({exc.meta.status})"
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """What the TLS layer said under ``exc`` (e.g. ``unable to get local issuer
+    certificate``), found along its causes; ``str(exc)`` when it said nothing more."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        error = getattr(seen, "certificate_error", seen)  # aiohttp wraps the ssl error
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return str(error.verify_message or error)
+        if isinstance(error, ssl.SSLError):
+            return str(error)
+        seen = seen.__cause__ or seen.__context__
+    return str(exc)
+
+
+def _error_type(exc: ApiError) -> str | None:
+    """The ``error.type`` of an Elasticsearch answer; None when the body is not one (e.g. a
+    proxy's own 401/403 page)."""
+    body = exc.body
+    if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
+        return str(body["error"].get("type"))
+    return None
 
 
 def _api_reason(exc: ApiError) -> Any:

@@ -42,7 +42,11 @@ from killkrill.streams.consumer import ConsumerGroup, Entry
 from killkrill.workers.base import BatchResult, StreamWorker, sleep_or_stop
 from killkrill.workers.logs.metrics import LogWorkerMetrics
 from killkrill.workers.logs.settings import LogWorkerNames, settings_from_seed
-from killkrill.workers.logs.sink import ElasticsearchSink, elasticsearch_client
+from killkrill.workers.logs.sink import (
+    ElasticsearchSink,
+    credentials_source,
+    elasticsearch_client,
+)
 from killkrill.workers.logs.template import install_template
 from killkrill.workers.logs.transform import LogDocument, LogTransformer
 from killkrill.workers.sync import LoopThread
@@ -289,11 +293,10 @@ class LogWorker:
                 on_dead_letter_refused=self.metrics.dead_letter_refused.inc,
             )
             sink = ElasticsearchSink(
-                elasticsearch_client(
-                    s.elasticsearch.url, request_timeout=s.elasticsearch.request_timeout
-                ),
+                elasticsearch_client(s.elasticsearch),
                 metrics=self.metrics,
                 max_in_flight=s.consumer.in_flight,
+                credentials=credentials_source(s.elasticsearch),
             )
             stream_worker = StreamWorker(
                 group,
@@ -326,7 +329,8 @@ class LogWorker:
                         )
                     except (ApiError, TransportError) as exc:
                         raise ServiceUnavailable(
-                            f"cannot install the index template in Elasticsearch: {exc}"
+                            "cannot install the index template in Elasticsearch: "
+                            + rt.sink.describe(exc, "the index template install")
                         ) from exc
                 rt.prepared = True
         return rt

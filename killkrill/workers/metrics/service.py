@@ -11,6 +11,8 @@ import asyncio
 import logging
 import signal
 
+from pydantic import SecretStr
+
 from killkrill.config.workers import MetricsWorkerSettings
 from killkrill.db.migrate import current, head
 from killkrill.errors import ConfigError
@@ -22,7 +24,7 @@ __all__ = ["check_schema", "serve"]
 log = logging.getLogger("killkrill.workers.metrics")
 
 
-def check_schema(database_url: str) -> None:
+def check_schema(database_url: str | SecretStr) -> None:
     """Raise :class:`ConfigError` unless the database is migrated to the newest revision."""
     have, want = current(database_url), head()
     if have != want:

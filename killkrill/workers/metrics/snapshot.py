@@ -29,6 +29,7 @@ import threading
 import time
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -64,7 +65,7 @@ _LATEST_SQL = text(
 )
 
 
-def exposition_engine(url: str, *, query_timeout_seconds: float) -> Engine:
+def exposition_engine(url: str | SecretStr, *, query_timeout_seconds: float) -> Engine:
     """The exposition's own engine: one connection, statements cancelled after
     ``query_timeout_seconds`` (lock waits included), named in ``pg_stat_activity``."""
     timeout_ms = max(1, int(query_timeout_seconds * 1000))

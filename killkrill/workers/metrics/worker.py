@@ -44,6 +44,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy.engine import Engine
 
+from killkrill.config.secrets import redact_url
 from killkrill.config.workers import MetricsWorkerSettings
 from killkrill.db import create_engine
 from killkrill.db.engine import ping
@@ -292,6 +293,8 @@ class MetricsWorker:
                 "metrics worker started",
                 extra={
                     "streams": [self.stream_key(n) for n in s.streams],
+                    "redis": redact_url(s.redis.url),
+                    "database": redact_url(s.database.url),
                     "ops_port": port,
                     "group": self.group,
                     "consumer": self.consumer,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,15 @@ def pending_count(client: redis.Redis, stream: str = STREAM, group: str = GROUP)
         return int(client.xpending(stream, group)["pending"])
     except redis.ResponseError:
         return 0
+
+
+def ops_get(port: int, path: str) -> tuple[int, str]:
+    """``GET http://127.0.0.1:<port><path>``: the status and the body (errors too)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return int(resp.status), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
 
 
 def free_port() -> int:

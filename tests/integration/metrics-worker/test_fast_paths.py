@@ -100,7 +100,7 @@ def test_names_and_labels_needing_quotes_are_stored_exactly(
     add_samples(STREAM, [make_sample("NULL", 1.5, labels), make_sample("NULL", 2.5, labels)])
     result = metrics_worker.aggregate_batch()
     assert result.success == 2
-    conn = psycopg2.connect(metrics_worker.settings.database.url)
+    conn = psycopg2.connect(metrics_worker.settings.database.url.get_secret_value())
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT name, labels, count, sum FROM aggregated_metrics")

@@ -29,7 +29,10 @@ def _db_cli(*args: str, redis_url: str | None = None) -> subprocess.CompletedPro
         import os
 
         env = {**os.environ, "REDIS_URL": redis_url}
-    return subprocess.run([*DB_CLI, *args], capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run([*DB_CLI, *args], capture_output=True, text=True, env=env, timeout=60)
+    sys.stdout.write(done.stdout)  # where the leak guard reads it
+    sys.stderr.write(done.stderr)
+    return done
 
 
 def _crash_after_commit(spawn_worker: Callable[..., Any], *args: str) -> None:

@@ -79,7 +79,7 @@ def test_settings_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("REDIS_URL", "redis://example:1/2")
     s = ReceiverSettings.load(cfg, {"syslog.port": 4000, "http.host": None})
     assert (s.http.port, s.http.max_batch_records, s.syslog.port) == (3000, 7, 4000)
-    assert s.redis.url == "redis://example:1/2"
+    assert s.redis.url.get_secret_value() == "redis://example:1/2"
 
 
 def test_invalid_settings_are_all_reported(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 
 from killkrill.config.workers import LogWorkerSettings
 from killkrill.errors import ConfigError
@@ -21,8 +22,8 @@ SEED = {
 
 def test_seed_config_maps_onto_the_settings() -> None:
     s = settings_from_seed(SEED)
-    assert s.redis.url == "redis://localhost:6380/1"
-    assert s.elasticsearch.url == "http://es:9200"
+    assert s.redis.url.get_secret_value() == "redis://localhost:6380/1"
+    assert s.elasticsearch.url.get_secret_value() == "http://es:9200"
     assert s.elasticsearch.index_prefix == "logs-test"
     assert s.consumer.batch_size == 10
     assert s.elasticsearch.request_timeout == 5
@@ -32,7 +33,7 @@ def test_seed_config_maps_onto_the_settings() -> None:
 @pytest.mark.parametrize(
     ("extra", "path", "value"),
     [
-        ({"redis_url": "redis://h:1/2"}, ("redis", "url"), "redis://h:1/2"),
+        ({"redis_url": "redis://h:1/2"}, ("redis", "url"), SecretStr("redis://h:1/2")),
         ({"environment": "prod"}, ("transform", "environment"), "prod"),
         ({"version": "9"}, ("transform", "version"), "9"),
         ({"consumer_group": "g"}, ("consumer", "group"), "g"),
@@ -81,7 +82,7 @@ def test_load_layers_file_env_and_flags(tmp_path, monkeypatch) -> None:
     s = LogWorkerSettings.load(path, overrides={"consumer.name": "n1", "ops.port": None})
     assert s.consumer.batch_size == 70
     assert s.pipeline == "shop"
-    assert s.elasticsearch.url == "http://from-env:9200"
+    assert s.elasticsearch.url.get_secret_value() == "http://from-env:9200"
     assert s.consumer.name == "n1"
     assert s.ops.port == 9102
     with pytest.raises(ConfigError, match="invalid log worker settings"):

@@ -21,8 +21,8 @@ def test_seed_dict_with_host_port_db() -> None:
             "timeout": 5,
         }
     )
-    assert s.redis.url == "redis://localhost:6380/2"
-    assert s.database.url == "postgresql://u:p@db/x"
+    assert s.redis.url.get_secret_value() == "redis://localhost:6380/2"
+    assert s.database.url.get_secret_value() == "postgresql://u:p@db/x"
     assert s.consumer.batch_size == 10
     assert s.aggregation.bucket_seconds == 30
     assert s.redis.socket_timeout == 5
@@ -31,7 +31,10 @@ def test_seed_dict_with_host_port_db() -> None:
 
 
 def test_full_redis_url_is_kept() -> None:
-    assert settings_from_seed({"redis_url": "redis://r:1/3"}).redis.url == "redis://r:1/3"
+    assert (
+        settings_from_seed({"redis_url": "redis://r:1/3"}).redis.url.get_secret_value()
+        == "redis://r:1/3"
+    )
 
 
 def test_unknown_keys_and_bad_values_are_config_errors() -> None:
@@ -45,5 +48,8 @@ def test_load_layers_env_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KILLKRILL_AGGREGATION__BUCKET_SECONDS", "10")
     monkeypatch.setenv("DATABASE_URL", "postgresql://env/db")
     s = MetricsWorkerSettings.load(overrides={"ops.port": 1234, "streams": ["a", "b"]})
-    assert (s.aggregation.bucket_seconds, s.database.url) == (10, "postgresql://env/db")
+    assert (s.aggregation.bucket_seconds, s.database.url.get_secret_value()) == (
+        10,
+        "postgresql://env/db",
+    )
     assert (s.ops.port, s.streams) == (1234, ["a", "b"])

@@ -43,9 +43,9 @@ def test_both_workers_understand_the_common_keys_in_either_spelling(
 
 @pytest.mark.parametrize("translate", TRANSLATORS)
 def test_redis_host_port_db_and_unknown_keys(translate: Any) -> None:
-    assert translate({"redis_url": "h", "redis_port": 1, "redis_db": 2}).redis.url == (
-        "redis://h:1/2"
-    )
+    assert translate(
+        {"redis_url": "h", "redis_port": 1, "redis_db": 2}
+    ).redis.url.get_secret_value() == ("redis://h:1/2")
     with pytest.raises(ConfigError, match=r"unknown .* setting.*consumer_nmae"):
         translate({"consumer_nmae": "x"})
 
