@@ -25,6 +25,7 @@ from killkrill.receivers.http_server import build_http_server
 from killkrill.receivers.metrics import ReceiverMetrics
 from killkrill.receivers.sink import StreamSink
 from killkrill.receivers.syslog_server import SyslogServer
+from killkrill.stackdump import install_stack_dump
 from killkrill.streams import async_client
 from killkrill.streams.durability import wait_for_redis_durability
 
@@ -43,6 +44,7 @@ async def serve(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, _nothing_to_reload)
+    install_stack_dump(loop)
     client = async_client(settings.redis.url, socket_timeout=settings.redis.socket_timeout)
     metrics = ReceiverMetrics()
     sink = StreamSink.from_settings(client, settings, metrics)

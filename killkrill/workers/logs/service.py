@@ -15,6 +15,7 @@ from collections.abc import Callable
 from killkrill.config.secrets import redact_url
 from killkrill.config.workers import LogWorkerSettings
 from killkrill.ops import OpsServer
+from killkrill.stackdump import install_stack_dump
 from killkrill.streams.durability import RedisDurability, wait_for_redis_durability
 from killkrill.workers.base import BatchResult
 from killkrill.workers.gctune import tune_for_streaming
@@ -39,6 +40,7 @@ async def serve(settings: LogWorkerSettings, *, ops: bool = True) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _stopper(worker, stopping, sig))
+    install_stack_dump(loop)
     checked: RedisDurability | None = None
 
     async def ready() -> tuple[bool, str]:

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from killkrill.config.workers import MetricsWorkerSettings
 from killkrill.db.migrate import current, head
 from killkrill.errors import ConfigError
+from killkrill.stackdump import install_stack_dump
 from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.metrics.worker import MetricsWorker
 
@@ -41,6 +42,7 @@ async def serve(settings: MetricsWorkerSettings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    install_stack_dump(loop)
     worker = MetricsWorker(settings)
     tune_for_streaming()  # start-up objects out of the collector's way (see gctune)
     try:

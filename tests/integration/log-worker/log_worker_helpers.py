@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -89,4 +91,11 @@ class WorkerProcess:
         self.proc.send_signal(sig)
 
     def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.proc.send_signal(signal.SIGUSR1)  # killkrill.stackdump: where it waits
+            time.sleep(1)
+            raise AssertionError(
+                f"worker did not exit in {timeout}s:\n{self.output()[-12000:]}"
+            ) from exc
