@@ -87,11 +87,17 @@ def current_cmd(database_url: str | None) -> None:
     "(default: the same age) that no consumer can be delivered again and no dead letter "
     "can bring back (read from Redis).",
 )
+@click.option(
+    "--pipeline",
+    default=None,
+    help="Prune the aggregates of this pipeline only (default: of every pipeline).",
+)
 def prune(
     database_url: str | None,
     redis_url: str | None,
     older_than: str,
     ledger_older_than: str | None,
+    pipeline: str | None,
 ) -> None:
     """Delete old metric buckets, series left without buckets, and spent ledger rows.
 
@@ -116,7 +122,11 @@ def prune(
     async def run() -> RetentionReport:
         async with async_client(url) as client:
             return await prune_round(
-                engine, client, max_age_seconds=age, ledger_older_than_seconds=ledger_age
+                engine,
+                client,
+                max_age_seconds=age,
+                ledger_older_than_seconds=ledger_age,
+                pipeline=pipeline,
             )
 
     try:

@@ -13,7 +13,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from killkrill.config.secrets import url_has_credentials
+from killkrill.config.secrets import (
+    read_secret_file,
+    url_has_credentials,
+    url_has_password,
+    url_with_password,
+)
 from killkrill.errors import ConfigError
 
 __all__ = [
@@ -58,6 +63,12 @@ class RedisSettings(_Group):
         description="Seconds a single Redis command may take before it fails (default 5). "
         "Part of the longest time a worker may hold a batch, which a crashed worker's "
         "entries wait out before another takes them over (`consumer.claim_idle_ms`).",
+    )
+    password_file: Path | None = Field(
+        default=None,
+        description="File holding the Redis (ACL) password (a mounted Secret; read once at "
+        "start, never logged), put into `url` then. Default: none (the URL's own, if any). "
+        "Env: KILLKRILL_REDIS__PASSWORD_FILE.",
     )
     durability_check: Literal["strict", "warn"] = Field(
         default="strict",
@@ -151,6 +162,12 @@ class DatabaseSettings(_Group):
         description="SQLAlchemy/libpq URL (postgresql://user:password@host:port/db). A secret: "
         "never logged or shown except redacted. Env: DATABASE_URL (or TEST_DATABASE_URL in "
         "tests).",
+    )
+    password_file: Path | None = Field(
+        default=None,
+        description="File holding the password of the URL's user (a mounted Secret; read "
+        "once at start, never logged), put into `url` then. Default: none. Env: "
+        "KILLKRILL_DATABASE__PASSWORD_FILE.",
     )
     pool_size: int = Field(default=5, ge=1, description="Connections kept open per process.")
 
@@ -267,7 +284,26 @@ class ProcessSettings(_Group):
         for dotted, value in (overrides or {}).items():
             if value is not None:
                 set_dotted(data, dotted, value)
-        return cls.validate_settings(data)
+        return cls.validate_settings(data).with_password_files()
+
+    def with_password_files(self) -> Self:
+        """These settings with each ``password_file`` (Redis, PostgreSQL) read and put into
+        its URL: what a process does once at start (:meth:`load`). Settings derived for
+        someone else (the operator's ConfigMap) keep the paths."""
+        update: dict[str, Any] = {}
+        for name in ("redis", "database"):
+            group = getattr(self, name, None)
+            path = getattr(group, "password_file", None)
+            if group is None or path is None:
+                continue
+            if url_has_password(group.url):
+                raise ConfigError(
+                    f"{name}.url holds a password and {name}.password_file is set too; keep "
+                    "one (the file)"
+                )
+            secret = read_secret_file(path, f"{name}.password_file")
+            update[name] = group.model_copy(update={"url": url_with_password(group.url, secret)})
+        return self.model_copy(update=update) if update else self
 
     @classmethod
     def validate_settings(cls, data: Mapping[str, Any]) -> Self:

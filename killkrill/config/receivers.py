@@ -261,6 +261,11 @@ class HttpReceiverSettings(_Group):
         description="Seconds an idle kept-alive connection stays open between requests "
         "(default 5). Behind a load balancer, set it above the balancer's idle timeout.",
     )
+    remote_write: bool = Field(
+        default=True,
+        description="Accept Prometheus remote_write at POST /api/v1/write (default on; off: "
+        "404 there).",
+    )
     expose_docs_and_metrics: bool = Field(
         default=True,
         description="Also serve /docs, /openapi.json and /metrics on the ingest port (default "
@@ -275,6 +280,12 @@ class SyslogSettings(_Group):
     host: str = Field(default="0.0.0.0", description="Address to listen on.")
     port: int = Field(
         default=5140, ge=0, le=65535, description="UDP and TCP port (5140: no root needed)."
+    )
+    udp_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="UDP port when it differs from `port` (default: `port`).",
     )
     udp: bool = Field(default=True, description="Listen on UDP.")
     tcp: bool = Field(default=True, description="Listen on TCP (octet-counted or LF framing).")
@@ -378,6 +389,15 @@ class ReceiverSettings(ProcessSettings):
         "stream or creates one no worker reads: list the metrics worker's `streams` here. "
         "Default: [logs, metrics]; a comma-separated string is read as a list.",
     )
+    log_stream: str = Field(
+        default=LOG_STREAM,
+        description="Which of `streams` holds logs (POST /api/v1/logs, syslog); every other "
+        "one holds metrics. Default `logs`.",
+    )
+    default_metric_stream: str = Field(
+        default="metrics",
+        description="The metric stream written without `?stream=` (default `metrics`).",
+    )
     http: HttpReceiverSettings = Field(default_factory=HttpReceiverSettings)
     syslog: SyslogSettings = Field(default_factory=SyslogSettings)
     limits: RecordLimitSettings = Field(default_factory=RecordLimitSettings)
@@ -427,8 +447,8 @@ class ReceiverSettings(ProcessSettings):
 
     @property
     def metric_streams(self) -> list[str]:
-        """The declared metric streams (every name in ``streams`` but ``logs``)."""
-        return [name for name in self.streams if name != LOG_STREAM]
+        """The declared metric streams (every name in ``streams`` but the log stream)."""
+        return [name for name in self.streams if name != self.log_stream]
 
     @model_validator(mode="after")
     def _key_streams(self) -> ReceiverSettings:

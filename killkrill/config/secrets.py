@@ -13,13 +13,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import SecretStr
 
 from killkrill.errors import ConfigError
 
-__all__ = ["REDACTED", "read_secret_file", "redact_url", "url_has_credentials"]
+__all__ = [
+    "REDACTED",
+    "read_secret_file",
+    "redact_url",
+    "url_has_credentials",
+    "url_has_password",
+    "url_with_password",
+]
 
 REDACTED = "***"
 """What stands in for a password in a redacted URL."""
@@ -59,6 +66,29 @@ def url_has_credentials(url: SecretStr) -> bool:
         return "@" in urlsplit(url.get_secret_value()).netloc
     except ValueError:
         return False
+
+
+def url_has_password(url: SecretStr) -> bool:
+    """Whether ``url`` carries a password (``scheme://user:password@host``) or a
+    password-like query parameter (``?password=...``)."""
+    raw = url.get_secret_value()
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        return False
+    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    return ":" in userinfo or bool(_SECRET_QUERY.search(parts.query))
+
+
+def url_with_password(url: SecretStr, password: SecretStr) -> SecretStr:
+    """``url`` logging in with ``password`` (percent-encoded; the URL's user name kept, none
+    for Redis's default user): ``redis://:pw@host/0``, ``postgresql://user:pw@host/db``."""
+    raw = url.get_secret_value()
+    parts = urlsplit(raw)
+    user = parts.netloc.rpartition("@")[0].partition(":")[0] if "@" in parts.netloc else ""
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{user}:{quote(password.get_secret_value(), safe='')}@{host}"
+    return SecretStr(parts._replace(netloc=netloc).geturl())
 
 
 def read_secret_file(path: Path, setting: str) -> SecretStr:

@@ -162,6 +162,15 @@ def pending_bound_seconds(
     return 2 * batch
 
 
+def _derived(consumer: ConsumerSettings, **values: int) -> ConsumerSettings:
+    """``consumer`` with ``values`` filled in as derived, not set: they stay out of the
+    fields set (a dump with ``exclude_unset`` leaves them out, so whoever loads that dump
+    derives them again from its own timeouts)."""
+    copy = consumer.model_copy(update=values)
+    copy.__pydantic_fields_set__.difference_update(values)
+    return copy
+
+
 def _check_consumer(
     consumer: ConsumerSettings,
     redis: RedisSettings,
@@ -178,7 +187,7 @@ def _check_consumer(
     )
     half_timeout_ms = int(redis.socket_timeout * 500)
     if "block_ms" not in consumer.model_fields_set and consumer.block_ms > half_timeout_ms:
-        consumer = consumer.model_copy(update={"block_ms": half_timeout_ms})
+        consumer = _derived(consumer, block_ms=half_timeout_ms)
     if consumer.block_ms >= redis.socket_timeout * 1000:
         raise ValueError(
             f"consumer.block_ms ({consumer.block_ms} ms) must be below redis.socket_timeout "
@@ -188,7 +197,7 @@ def _check_consumer(
     floor_ms = math.ceil(bound_seconds * 1000)
     if "claim_idle_ms" not in consumer.model_fields_set:
         derived = max(60_000, floor_ms + 10_000)
-        return consumer.model_copy(update={"claim_idle_ms": derived})
+        return _derived(consumer, claim_idle_ms=derived)
     if consumer.claim_idle_ms <= floor_ms:
         raise ValueError(
             f"consumer.claim_idle_ms ({consumer.claim_idle_ms} ms) must exceed {floor_ms} ms, "
@@ -214,6 +223,17 @@ class LogTransformSettings(_Group):
         description="Value of the `version` field added to every document: the version of "
         "what produced the logs or of the pipeline. Default: KillKrill's own version.",
     )
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Static fields added to every document, name -> value (e.g. `{cluster: "
+        "eu-1}`); a record's own field of that name wins. Default: none.",
+    )
+    ecs: bool = Field(
+        default=False,
+        description="Write documents in the Elastic Common Schema shape: `log.level`, "
+        "`service.name`/`environment`/`version`, `event.ingested`, `ecs.version`; the "
+        "record's other fields stay as they are. Default off (the record's own shape).",
+    )
     drop_fields: list[str] = Field(
         default_factory=list,
         description="Top-level fields removed from every record before indexing (e.g. "
@@ -232,6 +252,9 @@ class LogTransformSettings(_Group):
         bad = sorted(touched & protected)
         if bad:
             raise ValueError(f"fields {', '.join(bad)} are required and cannot be dropped/renamed")
+        bad = sorted(set(self.fields) & (protected | {"environment", "version", "processed_at"}))
+        if bad:
+            raise ValueError(f"fields {', '.join(bad)} are set by the worker; pick other names")
         if any(not name or name.startswith("_") for name in self.rename_fields.values()):
             raise ValueError("renamed fields must be non-empty and not start with '_'")
         return self
@@ -267,10 +290,17 @@ class LogWorkerSettings(ProcessSettings):
     )
     redis: RedisSettings = Field(default_factory=RedisSettings)
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
+    log_stream: str = Field(
+        default="logs",
+        min_length=1,
+        description="Name of the pipeline's log stream, read as `<name>-stream` (prefixed "
+        "`<pipeline>:` but for the default pipeline). Default `logs`.",
+    )
     stream: str | None = Field(
         default=None,
         min_length=1,
-        description="Stream to read. Default: the pipeline's logs stream (`logs-stream`).",
+        description="Stream key to read, overriding `log_stream` (e.g. `my-logs`). Default: "
+        "the pipeline's log stream (`logs-stream`).",
     )
     dead_letter_stream: str | None = Field(
         default=None,

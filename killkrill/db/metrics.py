@@ -8,7 +8,10 @@
   in the aggregates, written in the same transaction as the upserts. A redelivered entry
   finds its row and changes nothing.
 
-The schema is created by the Alembic revisions ``0002`` and ``0003`` only (``killkrill db
+Every row of the aggregates and the series registry belongs to one ``pipeline`` (several
+share a database; the default pipeline is ``default``).
+
+The schema is created by the Alembic revisions ``0002`` to ``0004`` only (``killkrill db
 upgrade``); these classes describe it for queries and must be kept in step with the
 migrations.
 """
@@ -55,6 +58,7 @@ class AggregatedMetric(Base):
     __tablename__ = "aggregated_metrics"
     __table_args__ = (
         UniqueConstraint(
+            "pipeline",
             "name",
             "labels_hash",
             "bucket_seconds",
@@ -70,6 +74,7 @@ class AggregatedMetric(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    pipeline: Mapped[str] = mapped_column(Text, nullable=False, server_default="default")
     name: Mapped[str] = mapped_column(Text, nullable=False)
     labels: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     labels_hash: Mapped[str] = mapped_column(
@@ -101,6 +106,7 @@ class MetricSeries(Base):
 
     __tablename__ = "metric_series"
 
+    pipeline: Mapped[str] = mapped_column(Text, primary_key=True, server_default="default")
     name: Mapped[str] = mapped_column(Text, primary_key=True)
     labels_hash: Mapped[str] = mapped_column(String(32), primary_key=True)
     labels: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)

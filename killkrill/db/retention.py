@@ -25,21 +25,27 @@ class PruneResult:
     ledger: int = 0
 
 
-def prune_aggregates(conn: Connection, older_than_seconds: float) -> PruneResult:
+def prune_aggregates(
+    conn: Connection, older_than_seconds: float, *, pipeline: str | None = None
+) -> PruneResult:
     """Delete buckets that *ended* more than ``older_than_seconds`` ago, then the series
-    left with no bucket (so they stop counting towards the cardinality cap)."""
+    left with no bucket (so they stop counting towards the cardinality cap). Only rows of
+    ``pipeline`` (None: of every pipeline)."""
+    only = "" if pipeline is None else " AND pipeline = :pipeline"
     buckets = conn.execute(
         text(
             "DELETE FROM aggregated_metrics WHERE bucket_start "
-            "+ make_interval(secs => bucket_seconds) < now() - make_interval(secs => :age)"
+            "+ make_interval(secs => bucket_seconds) < now() - make_interval(secs => :age)" + only
         ),
-        {"age": older_than_seconds},
+        {"age": older_than_seconds, "pipeline": pipeline},
     ).rowcount
     series = conn.execute(
         text(
             "DELETE FROM metric_series s WHERE NOT EXISTS (SELECT 1 FROM aggregated_metrics a "
-            "WHERE a.name = s.name AND a.labels_hash = s.labels_hash)"
-        )
+            "WHERE a.pipeline = s.pipeline AND a.name = s.name "
+            "AND a.labels_hash = s.labels_hash)" + only.replace("pipeline", "s.pipeline", 1)
+        ),
+        {"pipeline": pipeline},
     ).rowcount
     return PruneResult(buckets=buckets, series=series)
 

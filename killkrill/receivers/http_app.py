@@ -509,7 +509,7 @@ def build_http_app(
             },
         }
     }
-    for path in ("/api/v1/write", "/api/v1/prom/write"):
+    for path in ("/api/v1/write", "/api/v1/prom/write") if settings.http.remote_write else ():
         app.post(
             path,
             summary="Prometheus remote_write 1.0 (snappy protobuf WriteRequest)",

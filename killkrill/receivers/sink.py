@@ -89,19 +89,19 @@ class StreamSink:
         metrics: ReceiverMetrics,
         *,
         fsync_timeout: float | None = None,
+        log_stream: str = LOG_STREAM,
+        default_metric_stream: str = "metrics",
     ) -> None:
         self.client = client
+        self.defaults: dict[Kind, str] = {"logs": log_stream, "metrics": default_metric_stream}
+        """The stream of each kind written without ``?stream=``."""
         self.fsync_timeout = fsync_timeout
         """With ``durability: fsync``: seconds an append waits for Redis's AOF fsync."""
         self.names = names
         self.backpressure = backpressure
         self.metrics = metrics
         self.streams: dict[str, Stream] = {
-            name: Stream(
-                name,
-                names.logs if name == LOG_STREAM else names.named(name),
-                "logs" if name == LOG_STREAM else "metrics",
-            )
+            name: Stream(name, names.named(name), "logs" if name == log_stream else "metrics")
             for name in declared
         }
         self._latency = {
@@ -123,6 +123,8 @@ class StreamSink:
             settings.backpressure,
             metrics,
             fsync_timeout=settings.append_fsync_timeout,
+            log_stream=settings.log_stream,
+            default_metric_stream=settings.default_metric_stream,
         )
 
     def __iter__(self) -> Iterator[Stream]:
@@ -135,7 +137,7 @@ class StreamSink:
     def resolve(self, kind: Kind, name: str | None = None) -> Stream:
         """The declared stream ``name`` (default: the stream named after ``kind``), which must
         hold ``kind``; else :class:`RequestError` (400) listing the declared ones."""
-        wanted = name if name is not None else kind
+        wanted = name if name is not None else self.defaults[kind]
         stream = self.streams.get(wanted)
         if stream is not None and stream.kind == kind:
             return stream

@@ -131,7 +131,11 @@ class SyslogServer:
             self.tcp_port = server.sockets[0].getsockname()[1]
         if s.udp:
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self), local_addr=(s.host, self.tcp_port or s.port)
+                lambda: _UdpProtocol(self),
+                local_addr=(
+                    s.host,
+                    s.udp_port if s.udp_port is not None else self.tcp_port or s.port,
+                ),
             )
             self._udp_transport = transport
             self.udp_port = transport.get_extra_info("sockname")[1]

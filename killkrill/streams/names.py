@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "DATA_FIELD",
+    "LOG_WORKER_GROUP",
+    "METRICS_WORKER_GROUP",
     "ORIGIN_ID_FIELD",
     "ORIGIN_STREAM_FIELD",
     "SCHEMA_VERSION",
@@ -24,6 +26,12 @@ VERSION_FIELD = "v"
 """Entry field holding the record schema version, so readers can evolve."""
 
 SCHEMA_VERSION = "1"
+
+LOG_WORKER_GROUP = "log-worker"
+"""Consumer group of the log workers (prefixed ``<pipeline>:`` but for ``default``)."""
+
+METRICS_WORKER_GROUP = "metrics-worker"
+"""Consumer group of the metrics workers on each metric stream (prefixed likewise)."""
 
 ORIGIN_STREAM_FIELD = "origin_stream"
 """Entry field of a replayed entry: the stream its record first entered the pipeline on."""
@@ -77,6 +85,11 @@ class StreamNames:
     def named(self, name: str) -> str:
         """A named metric stream: ``<name>-stream`` (``metrics`` is the default one)."""
         return f"{self.prefix}{name}-stream"
+
+    def group(self, kind: str) -> str:
+        """The consumer group of a worker kind (``log-worker``, ``metrics-worker``): one per
+        kind, shared by its replicas; prefixed like the streams."""
+        return f"{self.prefix}{kind}"
 
     @staticmethod
     def dead_letter(stream: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from killkrill.config import LogWorkerSettings
 from killkrill.streams.consumer import default_consumer_name
-from killkrill.streams.names import StreamNames, stream_names
+from killkrill.streams.names import LOG_WORKER_GROUP, StreamNames, stream_names
 from killkrill.workers.seed import COMMON_KEYS
 from killkrill.workers.seed import settings_from_seed as seed_settings
 
@@ -50,10 +50,11 @@ class LogWorkerNames:
 
     @classmethod
     def from_settings(cls, settings: LogWorkerSettings) -> LogWorkerNames:
-        stream = settings.stream or stream_names(settings.pipeline, settings.redis.key_prefix).logs
+        names = stream_names(settings.pipeline, settings.redis.key_prefix)
+        stream = settings.stream or names.named(settings.log_stream)
         return cls(
             stream=stream,
             dead_letter_stream=settings.dead_letter_stream or StreamNames.dead_letter(stream),
-            group=settings.consumer.group or "log-worker",
+            group=settings.consumer.group or names.group(LOG_WORKER_GROUP),
             consumer=settings.consumer.name or default_consumer_name(),
         )

@@ -34,7 +34,15 @@ from killkrill.schemas import format_timestamp, is_canonical_log, validate_log
 _ID_CHARS = "0123456789-"
 """A stream entry ID is made of these: nothing in it needs JSON escaping."""
 
-__all__ = ["LogDocument", "LogTransformer", "action_line", "document_id", "index_name"]
+__all__ = [
+    "ECS_VERSION",
+    "LogDocument",
+    "LogTransformer",
+    "action_line",
+    "document_id",
+    "ecs_document",
+    "index_name",
+]
 
 
 @dataclass(slots=True)
@@ -95,6 +103,8 @@ class LogTransformer:
         self._clock = clock
         self._drop = tuple(settings.drop_fields)
         self._rename = tuple(settings.rename_fields.items())
+        self._fields = tuple(settings.fields.items())
+        self._ecs = settings.ecs
         # Cached pieces, so a document costs no more JSON escaping than its own body:
         self._id_prefix = document_id(pipeline, stream, "")
         self._by_day: dict[str, tuple[str, bytes]] = {}
@@ -114,6 +124,11 @@ class LogTransformer:
             record["environment"] = self.settings.environment
         if "version" not in record:
             record["version"] = self.settings.version
+        for name, value in self._fields:
+            if name not in record:
+                record[name] = value
+        if self._ecs:
+            return ecs_document(record)
         return record
 
     def processed_at(self) -> str:
@@ -200,6 +215,38 @@ class LogTransformer:
         cut = start.rindex(b'"}}')  # keep the opening quote of the _id, cut the rest
         day = self._by_day[timestamp[:10]] = (index, start[:cut])
         return day
+
+
+ECS_VERSION = "8.11.0"
+"""The Elastic Common Schema version :func:`ecs_document` writes."""
+
+_ECS_MOVES = (
+    ("level", "log", "level"),
+    ("service", "service", "name"),
+    ("environment", "service", "environment"),
+    ("version", "service", "version"),
+    ("processed_at", "event", "ingested"),
+)
+
+
+def ecs_document(record: dict[str, Any]) -> dict[str, Any]:
+    """An enriched record in the Elastic Common Schema shape (``record`` is modified):
+    ``level`` -> ``log.level``, ``service`` -> ``service.name``, ``environment`` /
+    ``version`` -> ``service.environment`` / ``service.version``, ``processed_at`` ->
+    ``event.ingested``, ``timestamp`` dropped (``@timestamp`` holds it), ``ecs.version``
+    added. Other fields stay as they are; one named after an ECS object the moves fill in
+    (``log``, ``event``, ``ecs``) that is not an object moves to ``labels.<name>``."""
+    record.pop("timestamp", None)
+    for name in ("log", "event", "ecs"):
+        value = record.get(name)
+        if value is not None and not isinstance(value, dict):
+            record.setdefault("labels", {})[name] = record.pop(name)
+    for old, group, leaf in _ECS_MOVES:
+        if old in record:
+            value = record.pop(old)
+            record.setdefault(group, {})[leaf] = value
+    record["ecs"] = {**record.get("ecs", {}), "version": ECS_VERSION}
+    return record
 
 
 def _validated(obj: object) -> dict[str, Any]:

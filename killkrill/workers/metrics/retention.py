@@ -78,9 +78,10 @@ def _prune_tables(
     max_age_seconds: float,
     floors: dict[str, EntryId],
     ledger_older_than_seconds: float | None,
+    pipeline: str | None,
 ) -> PruneResult:
     with engine.begin() as conn:
-        agg = prune_aggregates(conn, max_age_seconds)
+        agg = prune_aggregates(conn, max_age_seconds, pipeline=pipeline)
         ledger = sum(
             prune_ledger(conn, stream, floor, older_than_seconds=ledger_older_than_seconds)
             for stream, floor in sorted(floors.items())
@@ -100,6 +101,7 @@ async def prune(
     max_age_seconds: float,
     streams: Sequence[str] | None = None,
     ledger_older_than_seconds: float | None = None,
+    pipeline: str | None = None,
 ) -> RetentionReport:
     """One retention round (see module doc); the SQL runs in a thread.
 
@@ -107,13 +109,13 @@ async def prune(
     holds rows of). With ``ledger_older_than_seconds``, a ledger row must also be that old
     (by the time in its entry ID) to go. Raises
     :class:`~killkrill.errors.ServiceUnavailable` when Redis does not answer (then nothing
-    is deleted).
+    is deleted). Aggregates are pruned for ``pipeline`` only (None: every pipeline).
     """
     if streams is None:
         streams = await asyncio.to_thread(_ledger_streams, engine)
     floors, unknown = await ledger_floors(client, streams)
     result = await asyncio.to_thread(
-        _prune_tables, engine, max_age_seconds, floors, ledger_older_than_seconds
+        _prune_tables, engine, max_age_seconds, floors, ledger_older_than_seconds, pipeline
     )
     return RetentionReport(result, floors, unknown)
 

@@ -56,7 +56,8 @@ _LATEST_SQL = text(
         extract(epoch FROM last_seen)::float8 AS last_seen,
         extract(epoch FROM now())::float8 AS read_at
     FROM aggregated_metrics
-    WHERE last_seen >= now() - make_interval(secs => :max_age)
+    WHERE pipeline = :pipeline
+        AND last_seen >= now() - make_interval(secs => :max_age)
         -- a bucket is at most a day wide (ck_aggregated_metrics_bucket_seconds_max), so this
         -- bound on the indexed bucket_start keeps every row of the exact filter above
         AND bucket_start > now() - make_interval(secs => :max_age + 86400)
@@ -82,12 +83,18 @@ def exposition_engine(url: str | SecretStr, *, query_timeout_seconds: float) -> 
     )
 
 
-def latest_buckets(engine: Engine, max_age_seconds: float) -> list[dict[str, Any]]:
-    """The newest bucket of every series with a sample in the last ``max_age_seconds``
-    (blocking). Each row holds ``last_seen`` and the database's ``read_at`` in epoch
-    seconds besides the aggregate."""
+def latest_buckets(
+    engine: Engine, max_age_seconds: float, pipeline: str = "default"
+) -> list[dict[str, Any]]:
+    """The newest bucket of every series of ``pipeline`` with a sample in the last
+    ``max_age_seconds`` (blocking). Each row holds ``last_seen`` and the database's
+    ``read_at`` in epoch seconds besides the aggregate."""
     with engine.connect() as conn:
-        rows = conn.execute(_LATEST_SQL, {"max_age": max_age_seconds}).mappings().all()
+        rows = (
+            conn.execute(_LATEST_SQL, {"max_age": max_age_seconds, "pipeline": pipeline})
+            .mappings()
+            .all()
+        )
     return [dict(row) for row in rows]
 
 
@@ -101,8 +108,11 @@ class AggregatesSnapshot:
         max_age_seconds: float,
         refresh_seconds: float,
         instruments: Instruments,
+        pipeline: str = "default",
     ) -> None:
         self.engine = engine
+        self.pipeline = pipeline
+        """Whose aggregates are exposed."""
         self.max_age_seconds = max_age_seconds
         self.refresh_seconds = refresh_seconds
         self.instruments = instruments
@@ -156,7 +166,7 @@ class AggregatesSnapshot:
         with self._refreshing:
             started = time.monotonic()
             try:
-                rows = latest_buckets(self.engine, self.max_age_seconds)
+                rows = latest_buckets(self.engine, self.max_age_seconds, self.pipeline)
             except Exception as exc:
                 self.instruments.refresh_failures.inc()
                 log.warning(

@@ -95,14 +95,14 @@ before, or by a concurrent transaction that committed while this one waited for 
 common answer is no rows at all."""
 
 _UPSERT_SQL = """
-INSERT INTO aggregated_metrics AS t (name, labels, labels_hash, type, bucket_start,
+INSERT INTO aggregated_metrics AS t (pipeline, name, labels, labels_hash, type, bucket_start,
     bucket_seconds, count, sum, min, max, last, first_seen, last_seen)
-SELECT n, l::jsonb, h, ty, to_timestamp(b), %s, c, s, mi, ma, la, to_timestamp(f),
+SELECT %s, n, l::jsonb, h, ty, to_timestamp(b), %s, c, s, mi, ma, la, to_timestamp(f),
     to_timestamp(ls)
 FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[],
     %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::float8[])
     AS u(n, l, h, ty, b, c, s, mi, ma, la, f, ls)
-ON CONFLICT (name, labels_hash, bucket_seconds, bucket_start) DO UPDATE SET
+ON CONFLICT (pipeline, name, labels_hash, bucket_seconds, bucket_start) DO UPDATE SET
     count = t.count + EXCLUDED.count,
     sum = t.sum + EXCLUDED.sum,
     min = LEAST(t.min, EXCLUDED.min),
@@ -115,8 +115,8 @@ ON CONFLICT (name, labels_hash, bucket_seconds, bucket_start) DO UPDATE SET
 """
 
 _SERIES_SQL = """
-INSERT INTO metric_series (name, labels_hash, labels)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::jsonb[])
+INSERT INTO metric_series (pipeline, name, labels_hash, labels)
+SELECT %s, n, h, l FROM unnest(%s::text[], %s::text[], %s::jsonb[]) AS u(n, h, l)
 ON CONFLICT DO NOTHING
 """
 
@@ -205,12 +205,15 @@ class MetricStore:
         self,
         engine: Engine,
         *,
+        pipeline: str = "default",
         bucket_seconds: int = 60,
         max_series_per_metric: int = 10_000,
         instruments: Instruments | None = None,
         series_cache_size: int = _DEFAULTS.series_cache_size,
     ) -> None:
         self.engine = engine
+        self.pipeline = pipeline
+        """Whose aggregates these are: every row written, counted and read is this one's."""
         self.bucket_seconds = bucket_seconds
         self.max_series_per_metric = max_series_per_metric
         self.instruments = instruments or Instruments()
@@ -365,10 +368,14 @@ class MetricStore:
         names = sorted({name for name, _ in missing})
         for name in names:  # sorted: concurrent workers take the locks in the same order
             cur.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended('killkrill.series:' || %s, 0))",
-                (name,),
+                "SELECT pg_advisory_xact_lock(hashtextextended("
+                "'killkrill.series:' || %s || ':' || %s, 0))",
+                (self.pipeline, name),
             )
-        cur.execute("SELECT name, labels_hash FROM metric_series WHERE name = ANY(%s)", (names,))
+        cur.execute(
+            "SELECT name, labels_hash FROM metric_series WHERE pipeline = %s AND name = ANY(%s)",
+            (self.pipeline, names),
+        )
         existing: dict[str, set[str]] = {name: set() for name in names}
         for name, digest in cur.fetchall():
             existing[name].add(digest)
@@ -378,7 +385,12 @@ class MetricStore:
             new = sorted(decision.new)
             cur.execute(
                 _SERIES_SQL,
-                ([n for n, _ in new], [h for _, h in new], [labels_of[k] for k in new]),
+                (
+                    self.pipeline,
+                    [n for n, _ in new],
+                    [h for _, h in new],
+                    [labels_of[k] for k in new],
+                ),
             )
         known = [(n, h) for n, hs in existing.items() for h in hs] + decision.new
         return decision.refused, known
@@ -415,6 +427,7 @@ class MetricStore:
         cur.execute(
             _UPSERT_SQL,
             (
+                self.pipeline,
                 self.bucket_seconds,
                 _quoted([g.name for g in rows]),
                 "{" + ",".join([s.labels_element for s, _ in keyed]) + "}",

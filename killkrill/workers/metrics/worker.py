@@ -54,7 +54,7 @@ from killkrill.ops import OpsServer
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
 from killkrill.streams.durability import RedisDurability, wait_for_redis_durability
-from killkrill.streams.names import stream_names
+from killkrill.streams.names import METRICS_WORKER_GROUP, stream_names
 from killkrill.workers.base import (
     BatchResult,
     StreamWorker,
@@ -75,8 +75,9 @@ __all__ = ["DEFAULT_GROUP", "MetricsWorker"]
 
 log = logging.getLogger("killkrill.workers.metrics")
 
-DEFAULT_GROUP = "metrics-worker"
-"""Consumer group of every metrics worker replica on a stream (one group per worker kind)."""
+DEFAULT_GROUP = METRICS_WORKER_GROUP
+"""Consumer group of every metrics worker replica on a stream (one group per worker kind),
+prefixed ``<pipeline>:`` for every pipeline but ``default``."""
 
 T = TypeVar("T")
 
@@ -92,7 +93,7 @@ class MetricsWorker:
         )
         s = self.settings
         self.names = stream_names(s.pipeline, s.redis.key_prefix)
-        self.group = s.consumer.group or DEFAULT_GROUP
+        self.group = s.consumer.group or self.names.group(DEFAULT_GROUP)
         self.consumer = s.consumer.name or default_consumer_name()
         self.instruments = Instruments()
         self.engine: Engine = create_engine(
@@ -105,6 +106,7 @@ class MetricsWorker:
         )
         self.store = MetricStore(
             self.engine,
+            pipeline=s.pipeline,
             bucket_seconds=s.aggregation.bucket_seconds,
             max_series_per_metric=s.aggregation.max_series_per_metric,
             instruments=self.instruments,
@@ -118,6 +120,7 @@ class MetricsWorker:
                 exposition_engine(
                     s.database.url, query_timeout_seconds=s.exposition.query_timeout_seconds
                 ),
+                pipeline=s.pipeline,
                 max_age_seconds=s.exposition.max_age_seconds,
                 refresh_seconds=s.exposition.refresh_seconds,
                 instruments=self.instruments,
@@ -377,6 +380,7 @@ class MetricsWorker:
             client,
             max_age_seconds=s.retention.max_age_seconds,
             streams=[self.stream_key(name) for name in s.streams],
+            pipeline=s.pipeline,
         )
         result = report.result
         for table, n in (
