@@ -62,7 +62,7 @@ from killkrill.workers.base import BatchResult
 from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.logs import LogWorker
 from killkrill.workers.logs.bulk import encode_bulk
-from killkrill.workers.logs.sink import elasticsearch_client
+from killkrill.esclient import elasticsearch_client
 from killkrill.workers.logs.template import install_template
 from killkrill.workers.logs.transform import LogDocument
 

@@ -24,6 +24,7 @@ _COMMANDS = {
     "dlq": "killkrill.cli.dlq:dlq",
     "db": "killkrill.cli.db:db",
     "up": "killkrill.cli.up:up",
+    "status": "killkrill.cli.status:status",
 }
 """Subcommand name -> ``module:attribute`` of its click command."""
 

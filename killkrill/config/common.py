@@ -267,10 +267,15 @@ class ProcessSettings(_Group):
 
     @classmethod
     def load(
-        cls, config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+        cls,
+        config_file: str | Path | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        base: Mapping[str, Any] | None = None,
     ) -> Self:
-        """Build the settings from every layer (see the class docstring)."""
-        data: dict[str, Any] = {}
+        """Build the settings from every layer (see the class docstring); ``base`` stands
+        in for the config file's section (e.g. what a ``Pipeline`` derives)."""
+        data: dict[str, Any] = dict(base or {})
         if config_file is not None:
             raw = load_config_file(config_file)
             section = raw.get(cls.config_section, raw)

@@ -638,6 +638,16 @@ class ComponentSettings:
     log_worker: LogWorkerSettings
     metrics_worker: MetricsWorkerSettings
 
+    def for_this_process(self) -> ComponentSettings:
+        """These settings as a process here runs them: each loaded with the environment's
+        layers on top (``KILLKRILL_*``, ``REDIS_URL``...) and its password files read."""
+        doc = self.config_document()
+        return ComponentSettings(
+            ReceiverSettings.load(base=doc[ReceiverSettings.config_section]),
+            LogWorkerSettings.load(base=doc[LogWorkerSettings.config_section]),
+            MetricsWorkerSettings.load(base=doc[MetricsWorkerSettings.config_section]),
+        )
+
     def config_document(self) -> dict[str, Any]:
         """One config file for every process (each reads its section): what the operator
         puts in the pipeline's ConfigMap and ``killkrill up -f`` writes to disk. URLs are

@@ -4,6 +4,11 @@ Runs the database migration, then the receivers (HTTP + syslog), the log worker 
 metrics worker as child processes of this one, waits until each answers ``/healthz``, and
 stays in the foreground. SIGINT/SIGTERM is passed to every child, which drains its work in
 flight and exits 0; if one child dies, the others are stopped and ``up`` exits non-zero.
+
+:meth:`LocalPipeline.from_pipeline` runs the pipeline a ``Pipeline`` document describes
+(``killkrill up -f``): its settings derived as the operator derives them, written to one
+config file every process reads, on loopback, with ops ports picked free so several
+pipelines run side by side.
 """
 
 from __future__ import annotations
@@ -17,8 +22,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
+import yaml
+
+from killkrill.config.pipeline import Pipeline, component_settings
+from killkrill.dev.process import free_port, state_dir
 from killkrill.errors import KillKrillError
 
 __all__ = ["Component", "LocalPipeline", "Ports"]
@@ -86,6 +96,8 @@ class LocalPipeline:
             "KILLKRILL_OPS__PORT": str(ports.syslog_ops),
         }
         self.env = base
+        self.config_file: Path | None = None
+        """The config file of a pipeline document's processes (:meth:`from_pipeline`)."""
         self.components = [
             Component(
                 "receivers",
@@ -111,6 +123,45 @@ class LocalPipeline:
         ]
         self.kk = kk
         self.log = log
+
+    @classmethod
+    def from_pipeline(
+        cls, pipeline: Pipeline, *, secrets_dir: Path, log: IO[bytes] | None = None
+    ) -> LocalPipeline:
+        """The processes of ``pipeline`` (see the module doc). Referenced Secrets are read
+        from ``<secrets_dir>/<name>/<key>``; REDIS_URL, ELASTICSEARCH_URL and DATABASE_URL in
+        the environment override the document's URLs, as for any process."""
+        settings = component_settings(pipeline, secrets_dir=secrets_dir)
+        doc = settings.config_document()
+        ops = {section: free_port() for section in doc}
+        for section, port in ops.items():
+            doc[section]["ops"] = {"host": "127.0.0.1", "port": port}
+        receivers = doc["receivers"]
+        receivers.setdefault("http", {})["host"] = "127.0.0.1"
+        receivers.setdefault("syslog", {})["host"] = "127.0.0.1"
+        config = state_dir() / "pipelines" / f"{pipeline.name}.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(yaml.safe_dump(doc, sort_keys=True), encoding="utf-8")
+        spec = pipeline.spec.receivers
+        on = [k for k, yes in (("http", spec.http.enabled), ("syslog", spec.syslog.enabled)) if yes]
+        local = cls({}, Ports(), log=log)
+        kk, env = local.kk, local.env
+
+        def component(name: str, command: list[str], section: str) -> Component:
+            return Component(name, [*kk, *command, "--config", str(config)], ops[section], env, log)
+
+        local.components = [
+            component("log-worker", ["worker", "logs"], "log_worker"),
+            component("metrics-worker", ["worker", "metrics"], "metrics_worker"),
+        ]
+        if on:
+            which = "all" if len(on) == 2 else on[0]
+            local.components.insert(0, component("receivers", ["receiver", which], "receivers"))
+        database = settings.metrics_worker.with_password_files().database.url
+        if not os.environ.get("DATABASE_URL"):
+            local.env = {**env, "DATABASE_URL": database.get_secret_value()}
+        local.config_file = config
+        return local
 
     def start(self, timeout: float = 60.0) -> None:
         """Migrate the database, start every component and wait until all are healthy."""

@@ -20,6 +20,7 @@ __all__ = [
     "as_service_user",
     "cache_dir",
     "chown_to_service_user",
+    "free_port",
     "pid_alive",
     "port_offset",
     "port_open",
@@ -208,6 +209,13 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:

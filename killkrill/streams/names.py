@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from killkrill.config.workers import LogWorkerSettings
+
 __all__ = [
     "DATA_FIELD",
     "LOG_WORKER_GROUP",
@@ -15,6 +17,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "VERSION_FIELD",
     "StreamNames",
+    "log_stream_key",
     "origin_of",
     "stream_names",
 ]
@@ -95,6 +98,12 @@ class StreamNames:
     def dead_letter(stream: str) -> str:
         """Dead-letter stream of ``stream``: entries that can never succeed, with reasons."""
         return f"{stream}:dead-letter"
+
+
+def log_stream_key(settings: LogWorkerSettings) -> str:
+    """The stream a log worker reads: ``stream`` if given, else the pipeline's log stream."""
+    names = stream_names(settings.pipeline, settings.redis.key_prefix)
+    return settings.stream or names.named(settings.log_stream)
 
 
 def stream_names(pipeline: str | None, key_prefix: str = "") -> StreamNames:

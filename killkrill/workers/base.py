@@ -40,6 +40,7 @@ from typing import Generic, Protocol, TypeVar
 
 from killkrill.errors import PermanentError, RetryableError, ValidationError
 from killkrill.streams.consumer import ConsumerGroup, Entry
+from killkrill.streams.heartbeat import WorkerActivity
 from killkrill.workers.retry import Backoff
 
 __all__ = [
@@ -231,6 +232,7 @@ class StreamWorker(Generic[R]):
         stop_on_error: bool = False,
         on_batch: Callable[[BatchResult], Awaitable[None]] | None = None,
         idle_sleep: float = 0.1,
+        activity: WorkerActivity | None = None,
     ) -> BatchResult:
         """Drive ``lanes`` lanes of batches of up to ``chunk`` entries; return the totals.
 
@@ -253,7 +255,8 @@ class StreamWorker(Generic[R]):
           read sleeps ``idle_sleep`` seconds instead of spinning. Other errors end the run
           as in the drain mode.
 
-        ``on_batch`` is awaited with each batch's result.
+        ``on_batch`` is awaited with each batch's result. ``activity`` (the worker's
+        heartbeat facts) learns of every delivery, dead letter and sink or Redis failure.
         """
         state = _Run(
             budget=count,
@@ -261,7 +264,9 @@ class StreamWorker(Generic[R]):
             long_running=ready is not None,
         )
         watcher = asyncio.create_task(_forward(stop, state.stop)) if stop is not None else None
-        lane = _Lane(self, state, chunk, block_ms, max_retries, ready, on_batch, idle_sleep)
+        lane = _Lane(
+            self, state, chunk, block_ms, max_retries, ready, on_batch, idle_sleep, activity
+        )
         try:
             outcomes = await asyncio.gather(
                 *(lane.run() for _ in range(max(1, lanes))), return_exceptions=True
@@ -447,6 +452,7 @@ class _Lane(Generic[R]):
     ready: Callable[[], Awaitable[bool]] | None
     on_batch: Callable[[BatchResult], Awaitable[None]] | None
     idle_sleep: float
+    activity: WorkerActivity | None
 
     async def run(self) -> None:
         state, stream = self.state, self.worker.group.stream
@@ -472,6 +478,8 @@ class _Lane(Generic[R]):
                         prepared, max_retries=self.max_retries, stop=state.stop
                     )
                 except RetryableError as exc:
+                    if self.activity is not None:
+                        self.activity.failed(str(exc))
                     if not state.long_running:
                         raise
                     outage += 1
@@ -483,6 +491,8 @@ class _Lane(Generic[R]):
                     continue
                 state.total.merge(result)
                 state.parse_failures.extend(prepared.parse_failures)
+                if self.activity is not None:
+                    _record(self.activity, result)
                 if self.on_batch is not None:
                     await self.on_batch(result)
                 if not state.long_running:
@@ -538,6 +548,15 @@ class _Lane(Generic[R]):
             attempt += 1
 
 
+def _record(activity: WorkerActivity, result: BatchResult) -> None:
+    """What one batch tells the worker's heartbeat."""
+    activity.succeeded(result.success)
+    activity.dead_lettered += result.dead_lettered
+    activity.left_pending += result.pending
+    if result.pending and result.errors:
+        activity.failed(result.errors[-1])
+
+
 _NO_ANSWER = Retry("the sink gave no answer for it")
 
 
@@ -575,6 +594,7 @@ async def run_lanes(
     ready: Callable[[], Awaitable[bool]],
     on_batch: Callable[[BatchResult], Awaitable[None]] | None = None,
     idle_sleep: float = 0.1,
+    activity: WorkerActivity | None = None,
 ) -> None:
     """The long-running mode of :meth:`StreamWorker.run`: ``lanes`` lanes until ``stop``."""
     await worker.run(
@@ -585,6 +605,7 @@ async def run_lanes(
         block_ms=block_ms,
         on_batch=on_batch,
         idle_sleep=idle_sleep,
+        activity=activity,
     )
 
 

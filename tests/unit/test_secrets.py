@@ -26,7 +26,8 @@ from killkrill.config import (
 from killkrill.config.secrets import url_has_credentials
 from killkrill.dev.base import ServiceStatus
 from killkrill.errors import ConfigError
-from killkrill.workers.logs.sink import ElasticsearchSink, credentials_source, elasticsearch_client
+from killkrill.esclient import credentials_source, elasticsearch_client
+from killkrill.workers.logs.sink import ElasticsearchSink
 
 PASSWORD = "s3cr3t-Pa55word"
 
@@ -211,7 +212,7 @@ async def test_verify_certs_off_is_a_warning_naming_the_redacted_url(
     settings = ElasticsearchSettings(
         url=SecretStr(f"https://e:{PASSWORD}@es:9200"), verify_certs=False
     )
-    with caplog.at_level(logging.WARNING, logger="killkrill.workers.logs"):
+    with caplog.at_level(logging.WARNING, logger="killkrill.elasticsearch"):
         client = elasticsearch_client(settings)
     await client.close()
     [record] = [r for r in caplog.records if "verify_certs is false" in r.getMessage()]
@@ -233,7 +234,7 @@ async def test_credentials_over_plain_http_elsewhere_are_a_warning(
 ) -> None:
     (tmp_path / "key").write_text("ZW5jb2RlZA==\n")
     settings = ElasticsearchSettings(url=SecretStr(url), api_key_file=tmp_path / "key")
-    with caplog.at_level(logging.WARNING, logger="killkrill.workers.logs"):
+    with caplog.at_level(logging.WARNING, logger="killkrill.elasticsearch"):
         client = elasticsearch_client(settings)
     await client.close()
     assert ("plain http" in caplog.text) is warned

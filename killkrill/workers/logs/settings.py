@@ -9,7 +9,7 @@ from typing import Any
 
 from killkrill.config import LogWorkerSettings
 from killkrill.streams.consumer import default_consumer_name
-from killkrill.streams.names import LOG_WORKER_GROUP, StreamNames, stream_names
+from killkrill.streams.names import LOG_WORKER_GROUP, StreamNames, log_stream_key, stream_names
 from killkrill.workers.seed import COMMON_KEYS
 from killkrill.workers.seed import settings_from_seed as seed_settings
 
@@ -51,7 +51,7 @@ class LogWorkerNames:
     @classmethod
     def from_settings(cls, settings: LogWorkerSettings) -> LogWorkerNames:
         names = stream_names(settings.pipeline, settings.redis.key_prefix)
-        stream = settings.stream or names.named(settings.log_stream)
+        stream = log_stream_key(settings)
         return cls(
             stream=stream,
             dead_letter_stream=settings.dead_letter_stream or StreamNames.dead_letter(stream),

@@ -39,7 +39,10 @@ from killkrill.config.workers import LogWorkerSettings
 from killkrill.errors import LogParseError, ServiceUnavailable
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, Entry
+from killkrill.streams.heartbeat import WorkerActivity, run_heartbeat
+from killkrill.streams.names import LOG_WORKER_GROUP, stream_names
 from killkrill.workers.base import BatchResult, StreamWorker, sleep_or_stop
+from killkrill.workers.health_gauges import HealthGauges
 from killkrill.workers.logs.metrics import LogWorkerMetrics
 from killkrill.workers.logs.settings import LogWorkerNames, settings_from_seed
 from killkrill.workers.logs.sink import (
@@ -95,6 +98,16 @@ class LogWorker:
         )
         self.names = LogWorkerNames.from_settings(self.settings)
         self.metrics = metrics or LogWorkerMetrics()
+        self.activity = WorkerActivity(
+            kind=LOG_WORKER_GROUP,
+            consumer=self.names.consumer,
+            pipeline=self.settings.pipeline,
+            streams=[self.names.stream],
+            sink="elasticsearch",
+            prefix=stream_names(self.settings.pipeline, self.settings.redis.key_prefix).prefix,
+        )
+        """What this worker has done, written to Redis as its heartbeat while it runs."""
+        self.health = HealthGauges(self.metrics.registry, self.activity)
         self.transformer = LogTransformer(
             self.settings.transform,
             pipeline=self.settings.pipeline,
@@ -212,11 +225,12 @@ class LogWorker:
         return ok, f"{redis_detail}; {es_detail}" + (f"; {full}" if full else "")
 
     async def refresh_gauges(self) -> None:
-        """Update the stream lag and pending gauges from Redis."""
+        """Update the stream lag, pending and dead-letter gauges from Redis."""
         rt = self._runtime()
         self.metrics.lag.set(await rt.group.lag())
         self.metrics.pending.set(await rt.group.pending())
         self.metrics.dead_letters.set(await rt.redis.xlen(rt.group.dead_letter_stream))
+        await self.health.refresh(rt.redis, self.names.stream, self.names.group)
 
     async def aclose(self) -> None:
         """Close the clients bound to the running loop."""
@@ -262,14 +276,24 @@ class LogWorker:
             return ok
 
         c = self.settings.consumer
-        await rt.stream_worker.run(
-            chunk=c.batch_size,
-            lanes=c.in_flight + 1,
-            stop=self._stop_event,
-            ready=ready,
-            block_ms=c.block_ms,
-            on_batch=observe,
-        )
+        beats = asyncio.create_task(run_heartbeat(rt.redis, self.activity, self._stop_event))
+        try:
+            await rt.stream_worker.run(
+                chunk=c.batch_size,
+                lanes=c.in_flight + 1,
+                stop=self._stop_event,
+                ready=ready,
+                block_ms=c.block_ms,
+                on_batch=observe,
+                activity=self.activity,
+            )
+        finally:
+            if self._stop_event.is_set():
+                await beats  # its last beat retires this worker's heartbeat
+            else:
+                beats.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beats
 
     # --- internals ----------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from killkrill.ops import OpsServer
 from killkrill.streams.connection import async_client
 from killkrill.streams.consumer import ConsumerGroup, default_consumer_name
 from killkrill.streams.durability import RedisDurability, wait_for_redis_durability
+from killkrill.streams.heartbeat import WorkerActivity, run_heartbeat
 from killkrill.streams.names import METRICS_WORKER_GROUP, stream_names
 from killkrill.workers.base import (
     BatchResult,
@@ -62,6 +63,7 @@ from killkrill.workers.base import (
     run_lanes,
     run_together,
 )
+from killkrill.workers.health_gauges import HealthGauges
 from killkrill.workers.metrics import retention
 from killkrill.workers.metrics.collector import AggregatesCollector
 from killkrill.workers.metrics.instruments import Instruments
@@ -96,6 +98,16 @@ class MetricsWorker:
         self.group = s.consumer.group or self.names.group(DEFAULT_GROUP)
         self.consumer = s.consumer.name or default_consumer_name()
         self.instruments = Instruments()
+        self.activity = WorkerActivity(
+            kind=METRICS_WORKER_GROUP,
+            consumer=self.consumer,
+            pipeline=s.pipeline,
+            streams=[self.names.named(name) for name in s.streams],
+            sink="postgres",
+            prefix=self.names.prefix,
+        )
+        """What this worker has done, written to Redis as its heartbeat while it runs."""
+        self.health = HealthGauges(self.instruments.registry, self.activity)
         self.engine: Engine = create_engine(
             s.database.url,
             pool_size=s.database.pool_size,
@@ -276,12 +288,17 @@ class MetricsWorker:
                 return False, "starting: waiting for Redis (its durability settings are checked)"
             return await self.ready(client)
 
+        async def refresh() -> None:
+            for key in self.activity.streams:
+                await self.health.refresh(client, key, self.group)
+
         ops = OpsServer(
             s.ops.host,
             s.ops.port,
             registry=self.instruments.registry,
             ready=ready,
             alive=lambda: not stop.is_set(),
+            refresh=refresh,
         )
         port = await ops.start()
         try:
@@ -309,6 +326,7 @@ class MetricsWorker:
                 asyncio.create_task(self._stream_loop(client, self.stream_key(name), stop))
                 for name in s.streams
             ]
+            tasks.append(asyncio.create_task(run_heartbeat(client, self.activity, stop)))
             if s.retention.interval_seconds > 0:
                 tasks.append(
                     asyncio.create_task(
@@ -351,6 +369,7 @@ class MetricsWorker:
             block_ms=c.block_ms or None,
             ready=ready,
             on_batch=count,
+            activity=self.activity,
         )
 
     async def ready(self, client: aioredis.Redis) -> tuple[bool, str]:
