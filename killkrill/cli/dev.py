@@ -1,13 +1,18 @@
-"""``killkrill dev``: the local development services and a smoke check of the pipeline."""
+"""``killkrill dev``: the local development services, a Docker engine of the project's own, and
+a smoke check of the pipeline."""
 
 from __future__ import annotations
 
 import shlex
+from typing import TYPE_CHECKING
 
 import click
 
 from killkrill.dev import ServiceManager
 from killkrill.dev.smoke import run_pipeline_smoke, run_smoke
+
+if TYPE_CHECKING:
+    from killkrill.dev.docker_engine import DockerEngine
 
 __all__ = ["dev"]
 
@@ -73,3 +78,42 @@ def smoke(pipeline: bool, logs: int) -> None:
     if pipeline:
         for line in run_pipeline_smoke(env, logs=logs):
             click.echo(line)
+
+
+@dev.group()
+def docker() -> None:
+    """A Docker engine of the project's own (Debian's docker.io, installed when missing),
+    its socket and state under the dev state dir, images kept in the cache dir."""
+
+
+def _engine() -> DockerEngine:
+    from killkrill.dev.docker_engine import DockerEngine
+
+    return DockerEngine()
+
+
+@docker.command("up")
+def docker_up() -> None:
+    """Install if missing and start dockerd; a no-op when it runs."""
+    click.echo(_engine().up(), err=True)
+
+
+@docker.command("down")
+def docker_down() -> None:
+    """Stop dockerd and wait until it, its containerd and every container are gone."""
+    click.echo(_engine().down(), err=True)
+
+
+@docker.command("status")
+def docker_status() -> None:
+    """Show the engine's state, socket and pid; exit 1 when it is not running."""
+    status = _engine().status()
+    click.echo(status.line())
+    if status.state != "running":
+        raise SystemExit(1)
+
+
+@docker.command("env")
+def docker_env() -> None:
+    """Print ``export DOCKER_HOST=...``: ``eval "$(killkrill dev docker env)"``."""
+    click.echo(f"export DOCKER_HOST={shlex.quote(_engine().local_url())}")
