@@ -1,5 +1,5 @@
-"""``killkrill dev``: the local development services, a Docker engine of the project's own, and
-a smoke check of the pipeline."""
+"""``killkrill dev``: the local development services, a Docker engine of the project's own and
+the container image, and a smoke check of the pipeline."""
 
 from __future__ import annotations
 
@@ -117,3 +117,13 @@ def docker_status() -> None:
 def docker_env() -> None:
     """Print ``export DOCKER_HOST=...``: ``eval "$(killkrill dev docker env)"``."""
     click.echo(f"export DOCKER_HOST={shlex.quote(_engine().local_url())}")
+
+
+@docker.command("base")
+@click.option("--rebuild", is_flag=True, help="Build even when images of this recipe exist.")
+def docker_base(rebuild: bool) -> None:
+    """Build the Debian 12 base images (debootstrap, cached by recipe hash): the runtime base
+    killkrill/debian:bookworm and the build base killkrill/debian:bookworm-build."""
+    from killkrill.dev.base_image import build_base_images
+
+    build_base_images(_engine(), rebuild=rebuild, echo=lambda line: click.echo(line, err=True))
