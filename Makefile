@@ -13,7 +13,7 @@ PEER_PACKAGES := bsdutils rsyslog rsyslog-gnutls prometheus openssl nginx
 SERVICES_ENV = eval "$$($(KK) dev services env)"
 PYTEST_ARGS ?=
 
-.PHONY: install peers services services-down run up lint test unit clean
+.PHONY: install peers services services-down image run up lint test unit clean
 
 install: $(VENV)/.installed ## Create .venv with the package and its dev extras
 
@@ -44,6 +44,10 @@ services: install ## Start real Redis, PostgreSQL and Elasticsearch on loopback 
 services-down: install ## Stop the local services
 	$(KK) dev services down
 
+image: install ## The container image on the project's Docker engine (started when not running)
+	$(KK) dev docker up
+	$(KK) dev docker image  # local Debian bases (cached by recipe), then the image; prints size and time
+
 run: services ## The main job: start the services, run the pipeline end to end on sample data
 	$(SERVICES_ENV); $(KK) dev smoke
 
@@ -59,7 +63,7 @@ lint: install ## ruff (lint + format check), mypy --strict, import layering
 unit: install ## Unit tests only (no services needed)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-test: install peers services lint ## Everything: lint, unit + integration tests with coverage
+test: install peers services lint image ## Everything: lint, the image, unit + integration tests with coverage
 	$(SERVICES_ENV); \
 	$(BIN)/pytest -p random_order --random-order \
 	  --cov=killkrill --cov-report=term --cov-fail-under=75 $(PYTEST_ARGS)

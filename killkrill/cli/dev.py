@@ -4,6 +4,7 @@ the container image, and a smoke check of the pipeline."""
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -127,3 +128,30 @@ def docker_base(rebuild: bool) -> None:
     from killkrill.dev.base_image import build_base_images
 
     build_base_images(_engine(), rebuild=rebuild, echo=lambda line: click.echo(line, err=True))
+
+
+@docker.command("image")
+@click.option(
+    "--context",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="The repository (its Dockerfile and sources).",
+)
+@click.option(
+    "--base-image",
+    help="Runtime base (default: the local killkrill/debian:bookworm, built when missing).",
+)
+@click.option("--build-image", help="Build stage base (default: the local build base).")
+def docker_image(context: Path, base_image: str | None, build_image: str | None) -> None:
+    """Build the KillKrill image (killkrill/killkrill:<version> and :dev) with BuildKit, the
+    host's pip settings and CA bundle passed as build secrets."""
+    from killkrill.dev.image import build_image as build
+
+    build(
+        _engine(),
+        context,
+        base_image=base_image,
+        build_image=build_image,
+        echo=lambda line: click.echo(line, err=True),
+    )
