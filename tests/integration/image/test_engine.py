@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
+from killkrill.cli.main import cli
 from killkrill.dev.base_image import BaseRecipe
 from killkrill.dev.docker_engine import DockerEngine
 from killkrill.dev.process import pid_alive
@@ -50,18 +52,12 @@ def _docker(
     return done
 
 
-def _killkrill(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "killkrill", "dev", "docker", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-        check=False,
-    )
-    sys.stdout.write(done.stdout)
-    sys.stderr.write(done.stderr)
-    return done
+def _killkrill(*args: str) -> Result:
+    """``killkrill dev docker ARGS`` in-process; its output echoed for the leak guard."""
+    result = CliRunner().invoke(cli, ["dev", "docker", *args])
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +78,12 @@ def _caps(status: str, field: str) -> int:
 
 def test_commands_say_where_the_running_engine_is(engine: DockerEngine) -> None:
     status = _killkrill("status")
-    assert status.returncode == 0
+    assert status.exit_code == 0
     assert status.stdout.split()[:2] == ["docker", "running"]
     env = _killkrill("env")
     assert env.stdout == f"export DOCKER_HOST={engine.local_url()}\n"
     up = _killkrill("up")
-    assert up.returncode == 0
+    assert up.exit_code == 0
     assert "already running" in up.stderr
 
 
@@ -154,7 +150,9 @@ def _symlinks_image() -> bytes:
 
 def test_up_is_idempotent_and_down_leaves_no_process(second_engine: DockerEngine) -> None:
     engine = second_engine
-    assert engine.status().state == "stopped"
+    stopped = _killkrill("status")  # the CLI sees the test's engine (KILLKRILL_DEV_HOME)
+    assert stopped.exit_code == 1
+    assert stopped.stdout.split()[:2] == ["docker", "stopped"]
     assert "started" in engine.up()
     assert "already running" in engine.up()
     assert engine.config_file.is_file()
