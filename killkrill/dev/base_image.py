@@ -262,6 +262,35 @@ def image_exists(engine: DockerEngine, tag: str) -> bool:
     return done.returncode == 0
 
 
+def _remove_other_recipes(
+    engine: DockerEngine, recipe: BaseRecipe, echo: Callable[[str], None]
+) -> None:
+    """Untag the bases of earlier recipes (``<suite>[-build]-<hash>`` of this repository):
+    their layers go once no image is built on them."""
+    listed = subprocess.run(
+        [engine.docker(), "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", recipe.repository],
+        capture_output=True,
+        text=True,
+        env=engine.client_env(),
+        check=False,
+        timeout=60,
+    )
+    pattern = re.compile(rf"{re.escape(recipe.repository)}:{recipe.suite}(-build)?-[0-9a-f]{{12}}")
+    current = {recipe.runtime.exact, recipe.build.exact}
+    old = [t for t in listed.stdout.split() if pattern.fullmatch(t) and t not in current]
+    if old:
+        done = subprocess.run(
+            [engine.docker(), "image", "rm", *old],
+            capture_output=True,
+            text=True,
+            env=engine.client_env(),
+            check=False,
+            timeout=300,
+        )
+        said = "removed" if done.returncode == 0 else f"could not remove ({done.stderr.strip()})"
+        echo(f"bases of earlier recipes {said}: {', '.join(old)}")
+
+
 def build_base_images(
     engine: DockerEngine,
     recipe: BaseRecipe | None = None,
@@ -276,6 +305,7 @@ def build_base_images(
     if not rebuild and all(image_exists(engine, tags.exact) for tags in wanted):
         for tags in wanted:
             run([engine.docker(), "tag", tags.exact, tags.moving], env=engine.client_env())
+        _remove_other_recipes(engine, recipe, echo)
         echo(f"base images up to date: {recipe.runtime.exact}, {recipe.build.exact}")
         return recipe
     if os.getuid() != 0:
@@ -311,6 +341,7 @@ def build_base_images(
             _import(engine, tree, recipe, tags)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _remove_other_recipes(engine, recipe, echo)
     echo(
         f"base images built in {time.monotonic() - started:.0f}s: "
         f"{recipe.runtime.exact} ({recipe.runtime.moving}), "

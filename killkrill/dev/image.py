@@ -39,6 +39,7 @@ from killkrill.errors import DevServiceError
 
 __all__ = [
     "CA_SECRET_PATH",
+    "IMAGE_LABEL",
     "IMAGE_REPOSITORY",
     "BuiltImage",
     "build_image",
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 IMAGE_REPOSITORY = "killkrill/killkrill"
+IMAGE_LABEL = "org.opencontainers.image.title=killkrill"
+"""A label of the Dockerfile's final stage: what ``image prune`` may remove when untagged."""
 CA_SECRET_PATH = "/run/secrets/ca"
 """Where the build's RUN steps see the CA bundle (BuildKit's default for secret ``ca``)."""
 
@@ -251,6 +254,14 @@ def build_image(
         env=env,
         check=True,
         timeout=60,
+    )
+    # The images these tags named before are left untagged: remove them (only KillKrill's).
+    subprocess.run(
+        [docker, "image", "prune", "--force", "--filter", f"label={IMAGE_LABEL}"],
+        capture_output=True,
+        env=env,
+        check=False,
+        timeout=300,
     )
     built = BuiltImage(tags, int(size.stdout.strip()), seconds)
     echo(built.line())
