@@ -24,8 +24,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from killkrill.cli.main import cli
-from killkrill.dev.base_image import BaseRecipe
+from killkrill.dev.base_image import BaseRecipe, build_base_images
 from killkrill.dev.docker_engine import DockerEngine
+from killkrill.dev.image import buildkit_client
 from killkrill.dev.process import pid_alive
 
 CAP_SYS_RESOURCE = 24
@@ -179,3 +180,29 @@ def test_up_is_idempotent_and_down_leaves_no_process(second_engine: DockerEngine
     assert engine.status().state == "stopped"
     assert not engine.socket_path.exists()
     assert engine.down() == "docker: was not running"
+
+
+def test_bases_of_an_unchanged_recipe_are_not_built_again(engine: DockerEngine) -> None:
+    """``make image`` built them; another build of the same recipe only re-points the moving
+    tags (seconds, not debootstrap's minutes)."""
+    lines: list[str] = []
+    started = time.monotonic()
+    recipe = build_base_images(engine, echo=lines.append)
+    assert lines[-1] == (f"base images up to date: {recipe.runtime.exact}, {recipe.build.exact}")
+    assert time.monotonic() - started < 30
+    for tags in (recipe.runtime, recipe.build):
+        ids = {
+            _docker(engine, "image", "inspect", "--format", "{{.Id}}", tag).stdout
+            for tag in (tags.exact, tags.moving)
+        }
+        assert len(ids) == 1, ids
+
+
+def test_a_buildkit_client_is_found(engine: DockerEngine) -> None:
+    docker, env = buildkit_client(engine)
+    assert env["DOCKER_BUILDKIT"] == "1"
+    assert env["DOCKER_HOST"] == engine.local_url()
+    done = subprocess.run(
+        [docker, "build", "--help"], capture_output=True, text=True, env=env, check=False
+    )
+    assert "--secret" in done.stdout
