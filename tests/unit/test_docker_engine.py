@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from killkrill.dev import runc_wrapper
-from killkrill.dev.docker_engine import RUNTIME_NAME, daemon_config
+from killkrill.dev import docker_engine, runc_wrapper
+from killkrill.dev.docker_engine import RUNTIME_NAME, DockerEngine, daemon_config
 from killkrill.dev.runc_wrapper import spec_files, strip_capabilities
+from killkrill.errors import DevServiceError
 
 # --- runc wrapper -------------------------------------------------------------------------------
 
@@ -114,3 +115,24 @@ def test_daemon_config_names_its_own_paths_and_the_wrapper_as_default_runtime() 
     assert config["hosts"] == ["unix:///s/docker.sock"]
     assert config["default-runtime"] == RUNTIME_NAME
     assert config["runtimes"] == {RUNTIME_NAME: {"path": "/s/killkrill-runc"}}
+
+
+# --- not root ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def not_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(os, "getuid", lambda: 1000)
+    monkeypatch.setenv("KILLKRILL_DEV_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("KILLKRILL_DEV_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.mark.usefixtures("not_root")
+def test_not_root_is_told_what_to_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = DockerEngine()
+    with pytest.raises(DevServiceError, match=r"run `sudo \.venv/bin/killkrill dev docker up`"):
+        engine.start()
+    monkeypatch.setattr(docker_engine, "which", lambda *_: None)
+    with pytest.raises(DevServiceError, match=r"sudo apt-get install -y docker\.io"):
+        engine.install()
+    assert not engine.socket_path.exists()
