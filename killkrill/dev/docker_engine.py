@@ -153,7 +153,7 @@ class DockerEngine(LocalService):
         return ping(self.socket_path)
 
     def install(self) -> None:
-        """Debian's ``docker.io`` (dockerd 20.10, containerd, runc, tini) without dockerd."""
+        """Install Debian's ``docker.io`` (dockerd 20.10, containerd, runc, tini) if no dockerd."""
         if self.dockerd() is None:
             apt_install("docker.io")
 
