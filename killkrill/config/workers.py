@@ -110,6 +110,15 @@ class ConsumerSettings(_Group):
         "dead letters are replayed or purged with `killkrill dlq`.",
     )
 
+    stop_timeout: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds a stopping worker (SIGTERM) waits for its batches in flight to "
+        "finish (default 20: keep it below the pod's terminationGracePeriodSeconds). Past "
+        "it they are cancelled, left pending in Redis for another worker, and what each task "
+        "was waiting for is logged.",
+    )
+
 
 class RetrySettings(_Group):
     """Retries of retryable sink failures within one batch: exponential backoff, jitter, cap.

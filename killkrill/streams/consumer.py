@@ -152,9 +152,13 @@ class ConsumerGroup:
                     await self._read_new(count - len(entries), None if entries else block_ms)
                 )
         except ResponseError as exc:
-            if "NOGROUP" in str(exc):
+            text = str(exc)
+            if "NOGROUP" in text:  # the group (or the stream) was deleted: recreate, read
                 await self.ensure()
                 return await self.read(count, block_ms)
+            if text.startswith("UNBLOCKED"):  # the stream was deleted while we waited
+                await self.ensure()
+                return []
             raise
         except RedisError as exc:
             raise ServiceUnavailable(f"Redis unreachable reading {self.stream}: {exc}") from exc

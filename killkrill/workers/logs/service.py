@@ -21,6 +21,7 @@ from killkrill.workers.base import BatchResult
 from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.logs.sink import credentials_source
 from killkrill.workers.logs.worker import LogWorker
+from killkrill.workers.shutdown import finish_within
 
 __all__ = ["GAUGE_INTERVAL", "serve"]
 
@@ -86,7 +87,12 @@ async def serve(settings: LogWorkerSettings, *, ops: bool = True) -> int:
         },
     )
     try:
-        await worker.run(on_batch=on_batch)
+        await finish_within(
+            worker.run(on_batch=on_batch),
+            stopping,
+            settings.consumer.stop_timeout,
+            what="the log worker",
+        )
     finally:
         gauges.cancel()
         with contextlib.suppress(asyncio.CancelledError):

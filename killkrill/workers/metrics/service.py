@@ -19,6 +19,7 @@ from killkrill.errors import ConfigError
 from killkrill.stackdump import install_stack_dump
 from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.metrics.worker import MetricsWorker
+from killkrill.workers.shutdown import finish_within
 
 __all__ = ["check_schema", "serve"]
 
@@ -46,7 +47,9 @@ async def serve(settings: MetricsWorkerSettings) -> int:
     worker = MetricsWorker(settings)
     tune_for_streaming()  # start-up objects out of the collector's way (see gctune)
     try:
-        await worker.run(stop)
+        await finish_within(
+            worker.run(stop), stop, settings.consumer.stop_timeout, what="the metrics worker"
+        )
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

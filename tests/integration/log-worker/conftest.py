@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from log_worker_helpers import REPO, STREAM, WorkerProcess, free_port, make_log
+from log_worker_helpers import STREAM, WorkerProcess, free_port, make_log
 from run_names import ES_INDEX_PREFIX
 
 
@@ -53,7 +52,7 @@ def start_worker(
         port = free_port()
         log_path = tmp_path / f"worker-{consumer}.log"
         argv = [
-            sys.executable, "-m", "killkrill", "worker", "logs",
+            "worker", "logs",
             "--redis-url", redis_url,
             "--elasticsearch-url", elasticsearch_url,
             "--index-prefix", ES_INDEX_PREFIX,
@@ -61,23 +60,13 @@ def start_worker(
             "--ops-port", str(port),
             *flags,
         ]  # fmt: skip
-        with log_path.open("wb") as out:
-            proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env={**os.environ, **(env or {})},
-            )
-        worker = WorkerProcess(proc, log_path, port)
+        worker = WorkerProcess(argv, {**os.environ, **(env or {})}, log_path, port)
         started.append(worker)
         return worker
 
     yield start
     for worker in started:
-        if worker.proc.poll() is None:
-            worker.proc.kill()
-            worker.proc.wait(timeout=10)
+        worker.close()
 
 
 @pytest.fixture

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import signal
 import socket
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,6 +11,7 @@ from typing import Any
 import redis
 from elasticsearch import Elasticsearch
 from es_queries import count_docs
+from killkrill_command import KillkrillProcess
 from run_names import ES_INDEX_PREFIX
 
 STREAM = "logs-stream"
@@ -67,35 +64,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class WorkerProcess:
-    """``killkrill worker logs`` in a subprocess, its output in a file."""
+class WorkerProcess(KillkrillProcess):
+    """``killkrill worker logs`` in a subprocess, its output in a file, its ops port known."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, ops_port: int) -> None:
-        self.proc = proc
-        self.log_path = log_path
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, ops_port: int) -> None:
+        super().__init__(args, env, log_path)
         self.ops_port = ops_port
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def log_lines(self) -> list[dict[str, Any]]:
-        lines = []
-        for line in self.output().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                continue
-        return lines
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            self.proc.send_signal(signal.SIGUSR1)  # killkrill.stackdump: where it waits
-            time.sleep(1)
-            raise AssertionError(
-                f"worker did not exit in {timeout}s:\n{self.output()[-12000:]}"
-            ) from exc

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +13,7 @@ from typing import Any
 import psycopg2
 import pytest
 import redis
+from killkrill_command import KillkrillProcess
 from polling import wait_for
 
 
@@ -75,31 +73,11 @@ def totals(database_schema: str) -> Callable[..., dict[str, tuple[int, float]]]:
     return read
 
 
-class WorkerProcess:
-    """``killkrill worker metrics`` in a subprocess, its output in a log file."""
+class WorkerProcess(KillkrillProcess):
+    """``killkrill worker metrics ARGS`` in a subprocess, its output in a log file."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self._out = log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "killkrill", "worker", "metrics", *args],
-            env=env,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-        )
-
-    def signal(self, sig: int) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-
-    def wait(self, timeout: float = 30) -> int:
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._out.close()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        super().__init__(["worker", "metrics", *args], env, log)
 
 
 @pytest.fixture
@@ -123,9 +101,7 @@ def spawn_worker(
 
     yield spawn
     for worker in started:
-        if worker.proc.poll() is None:
-            worker.proc.send_signal(signal.SIGKILL)
-            worker.proc.wait(10)
+        worker.close()
 
 
 @pytest.fixture

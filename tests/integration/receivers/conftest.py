@@ -8,10 +8,7 @@ over ASGI with httpx; tests that need a real socket (CLI, shippers) start a real
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -22,6 +19,7 @@ import orjson
 import pytest
 import redis
 import redis.asyncio as aioredis
+from killkrill_command import KillkrillProcess
 
 from killkrill.config import ReceiverSettings
 from killkrill.receivers.http_app import build_http_app
@@ -131,23 +129,17 @@ async def start_syslog(
         await server.stop()
 
 
-class ReceiverProcess:
-    """A ``killkrill receiver ...`` subprocess on loopback ports."""
+class ReceiverProcess(KillkrillProcess):
+    """A ``killkrill receiver ...`` subprocess on loopback ports, started once it answers
+    ``health_url``."""
 
     def __init__(
         self, args: list[str], env: dict[str, str], health_url: str, log_path: str
     ) -> None:
+        super().__init__(["receiver", *args], env, log_path)
         self.args = args
         self.health_url = health_url
         self.ops_port = int(env["KILLKRILL_OPS__PORT"])
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "killkrill", "receiver", *args],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
         deadline = time.monotonic() + 20
         while True:
             if self.proc.poll() is not None:
@@ -158,27 +150,9 @@ class ReceiverProcess:
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                self.proc.kill()
+                self.close(grace=1)
                 raise RuntimeError(f"receiver did not become healthy:\n{self.output()}")
             time.sleep(0.1)
-
-    def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stop(self, timeout: float = 20) -> int:
-        """SIGTERM, wait, return the exit code (kill if it does not stop in time)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture
@@ -208,4 +182,4 @@ def receiver_process(
 
     yield start
     for proc in started:
-        proc.stop()
+        proc.close()

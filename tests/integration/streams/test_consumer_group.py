@@ -512,6 +512,22 @@ async def test_read_recreates_a_deleted_group(
     assert [e.id for e in await group.read(10)] == ids
 
 
+async def test_a_stream_deleted_under_a_blocked_read_is_recreated_and_read_again(
+    aclient: aioredis.Redis, redis_client: redis.Redis
+) -> None:
+    """XREADGROUP BLOCK answers ``UNBLOCKED the stream key no longer exists`` when the
+    stream goes away while it waits (a flush, a DEL): the read recreates stream and group
+    and goes on, instead of ending the worker."""
+    group = ConsumerGroup(aclient, STREAM, "g", "c1")
+    await group.ensure()
+    reading = asyncio.create_task(group.read(10, block_ms=3000))
+    await asyncio.sleep(0.2)  # blocked in XREADGROUP
+    redis_client.delete(STREAM)
+    assert await asyncio.wait_for(reading, timeout=5) == []
+    ids = _add(redis_client, {"n": 1})
+    assert [e.id for e in await group.read(10)] == ids
+
+
 async def test_ack_failure_inside_the_transaction_is_reported(
     aclient: aioredis.Redis, redis_client: redis.Redis
 ) -> None:

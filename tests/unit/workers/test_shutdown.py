@@ -1,0 +1,62 @@
+"""finish_within: a stopping worker ends in bounded time and says what held it up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from killkrill.workers.shutdown import finish_within
+
+
+async def test_work_that_ends_by_itself_is_awaited() -> None:
+    done = []
+
+    async def work() -> None:
+        await asyncio.sleep(0.01)
+        done.append(True)
+
+    assert await finish_within(work(), asyncio.Event(), 1.0, what="w") is True
+    assert done == [True]
+
+
+async def test_after_stop_the_work_gets_its_grace_to_finish() -> None:
+    stop = asyncio.Event()
+
+    async def work() -> None:
+        await stop.wait()
+        await asyncio.sleep(0.05)  # finishing the batch in flight
+
+    asyncio.get_running_loop().call_later(0.01, stop.set)
+    assert await finish_within(work(), stop, 5.0, what="w") is True
+
+
+async def test_work_still_running_at_the_deadline_is_cancelled_and_its_stacks_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stop = asyncio.Event()
+    cancelled = []
+
+    async def wedged_write() -> None:
+        try:
+            await asyncio.Event().wait()  # a write that never answers
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    stop.set()
+    with caplog.at_level(logging.ERROR, logger="killkrill.workers"):
+        assert await finish_within(wedged_write(), stop, 0.05, what="the log worker") is False
+    assert cancelled == [True]
+    [record] = caplog.records
+    assert "the log worker did not stop within 0.05 s" in record.getMessage()
+    assert "wedged_write" in record.tasks  # type: ignore[attr-defined]
+
+
+async def test_an_error_of_the_work_is_raised() -> None:
+    async def work() -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await finish_within(work(), asyncio.Event(), 1.0, what="w")
