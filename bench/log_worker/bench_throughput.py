@@ -58,11 +58,11 @@ from elasticsearch import Elasticsearch
 from pydantic import SecretStr
 
 from killkrill.config import ElasticsearchSettings
+from killkrill.esclient import elasticsearch_client
 from killkrill.workers.base import BatchResult
 from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.logs import LogWorker
 from killkrill.workers.logs.bulk import encode_bulk
-from killkrill.esclient import elasticsearch_client
 from killkrill.workers.logs.template import install_template
 from killkrill.workers.logs.transform import LogDocument
 

@@ -122,7 +122,8 @@ def _show(reports: list[PipelineHealth]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    # A terminal's own width; piped (a script, a probe) wide enough for the stream keys.
+    console = Console(width=None if sys.stdout.isatty() else 200)
     for report in reports:
         colour = "green" if report.healthy else "red"
         console.print(

@@ -110,6 +110,14 @@ class ConsumerSettings(_Group):
         "dead letters are replayed or purged with `killkrill dlq`.",
     )
 
+    heartbeat_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Seconds between two heartbeats the worker writes to Redis (what it "
+        "delivered, its last sink success and error; read by `killkrill status` and the "
+        "operator). A worker silent for six beats counts as gone. Default 5.",
+    )
     stop_timeout: float = Field(
         default=20.0,
         gt=0,

@@ -1,10 +1,11 @@
 """Worker heartbeats in Redis: which workers are alive, and when each last wrote to its sink.
 
-Every few seconds each worker process writes what it has done into a hash of its own,
-``<prefix>killkrill:worker:<kind>:<consumer>``, with a time to live (:data:`TTL_SECONDS`):
-a worker that dies stops renewing it and its hash expires, so the health check sees it
-gone. The hash names are also kept in a sorted set, ``<prefix>killkrill:workers``, scored
-by the time of the last beat, so readers find them without scanning the key space.
+Every few seconds (``consumer.heartbeat_seconds``) each worker process writes what it has
+done into a hash of its own, ``<prefix>killkrill:worker:<kind>:<consumer>``, with a time
+to live of six beats (:func:`ttl_of`): a worker that dies stops renewing it and its hash
+expires, so the health check sees it gone. The hash names are also kept in a sorted set,
+``<prefix>killkrill:workers``, scored by the time of the last beat, so readers find them
+without scanning the key space.
 A worker that stops cleanly removes its own entry at once (:func:`retire`).
 
 The facts: kind (``log-worker``, ``metrics-worker``), consumer name, pipeline, the
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from killkrill.errors import ServiceUnavailable
 
 __all__ = [
     "INTERVAL_SECONDS",
-    "TTL_SECONDS",
+    "MAX_TTL_SECONDS",
     "Heartbeat",
     "WorkerActivity",
     "beat",
@@ -39,13 +41,21 @@ __all__ = [
     "registry_key",
     "retire",
     "run_heartbeat",
+    "ttl_of",
 ]
 
 INTERVAL_SECONDS = 5.0
-"""Seconds between two beats of a worker."""
+"""Seconds between two beats of a worker (default of ``consumer.heartbeat_seconds``)."""
 
-TTL_SECONDS = 30
-"""Seconds a beat is believed: a worker silent that long is gone (six missed beats)."""
+MAX_TTL_SECONDS = 360
+"""The longest a heartbeat lives (six beats of the longest interval, 60 s): how far back
+readers look in the registry; the hashes' own expiry says which are still alive."""
+
+
+def ttl_of(interval: float) -> int:
+    """Seconds a beat sent every ``interval`` seconds is believed: six missed beats."""
+    return max(2, min(MAX_TTL_SECONDS, math.ceil(6 * interval)))
+
 
 _MAX_ERROR_CHARS = 500
 
@@ -174,7 +184,9 @@ def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-async def beat(client: aioredis.Redis, activity: WorkerActivity, ttl: int = TTL_SECONDS) -> None:
+async def beat(
+    client: aioredis.Redis, activity: WorkerActivity, ttl: int = ttl_of(INTERVAL_SECONDS)
+) -> None:
     """Write ``activity`` as this worker's heartbeat, alive for ``ttl`` seconds."""
     now = time.time()
     registry = registry_key(activity.prefix)
@@ -182,7 +194,7 @@ async def beat(client: aioredis.Redis, activity: WorkerActivity, ttl: int = TTL_
         pipe.hset(activity.key, mapping=activity.fields())  # type: ignore[arg-type]
         pipe.expire(activity.key, ttl)
         pipe.zadd(registry, {activity.key: now})
-        pipe.zremrangebyscore(registry, "-inf", now - 10 * ttl)  # long gone
+        pipe.zremrangebyscore(registry, "-inf", now - MAX_TTL_SECONDS)  # long gone
         await pipe.execute()
 
 
@@ -194,13 +206,13 @@ async def retire(client: aioredis.Redis, activity: WorkerActivity) -> None:
         await pipe.execute()
 
 
-async def read_heartbeats(
-    client: aioredis.Redis, prefix: str, ttl: int = TTL_SECONDS
-) -> list[Heartbeat]:
-    """Every live worker of the pipeline with key prefix ``prefix`` (beat within ``ttl``
-    seconds and not expired), sorted by kind and consumer."""
+async def read_heartbeats(client: aioredis.Redis, prefix: str) -> list[Heartbeat]:
+    """Every live worker of the pipeline with key prefix ``prefix`` (its heartbeat hash not
+    expired), sorted by kind and consumer."""
     try:
-        keys: Any = await client.zrangebyscore(registry_key(prefix), time.time() - ttl, "+inf")
+        keys: Any = await client.zrangebyscore(
+            registry_key(prefix), time.time() - MAX_TTL_SECONDS, "+inf"
+        )
         if not keys:
             return []
         async with client.pipeline(transaction=False) as pipe:
@@ -221,9 +233,10 @@ async def run_heartbeat(
 ) -> None:
     """Beat every ``interval`` seconds until ``stop``, then :func:`retire`. A beat that
     fails (Redis down) is skipped: the worker's health shows it once Redis answers."""
+    ttl = ttl_of(interval)
     while not stop.is_set():
         with contextlib.suppress(RedisError, OSError):
-            await beat(client, activity)
+            await beat(client, activity, ttl)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
     with contextlib.suppress(RedisError, OSError):

@@ -276,7 +276,9 @@ class LogWorker:
             return ok
 
         c = self.settings.consumer
-        beats = asyncio.create_task(run_heartbeat(rt.redis, self.activity, self._stop_event))
+        beats = asyncio.create_task(
+            run_heartbeat(rt.redis, self.activity, self._stop_event, c.heartbeat_seconds)
+        )
         try:
             await rt.stream_worker.run(
                 chunk=c.batch_size,

@@ -326,7 +326,11 @@ class MetricsWorker:
                 asyncio.create_task(self._stream_loop(client, self.stream_key(name), stop))
                 for name in s.streams
             ]
-            tasks.append(asyncio.create_task(run_heartbeat(client, self.activity, stop)))
+            tasks.append(
+                asyncio.create_task(
+                    run_heartbeat(client, self.activity, stop, s.consumer.heartbeat_seconds)
+                )
+            )
             if s.retention.interval_seconds > 0:
                 tasks.append(
                     asyncio.create_task(

@@ -8,15 +8,12 @@ The shared fixtures (``redis_client``, ``elasticsearch_client``, ``log_worker_co
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -67,32 +64,3 @@ def start_worker(
     yield start
     for worker in started:
         worker.close()
-
-
-@pytest.fixture
-def managed_elasticsearch(elasticsearch_url: str) -> Iterator[Any]:
-    """The local Elasticsearch the dev service manager runs (tests stop and start it).
-
-    It is running again when the test ends, whatever happened. Needs ELASTICSEARCH_URL to
-    point at the instance of ``killkrill dev services up`` run with the same
-    KILLKRILL_DEV_HOME / KILLKRILL_DEV_PORT_OFFSET.
-    """
-    from killkrill.dev.elasticsearch_server import ElasticsearchServer
-
-    server = ElasticsearchServer()
-    given = urlsplit(elasticsearch_url)
-    if server.pid() is None or given.port != server.port:
-        pytest.skip(
-            f"{elasticsearch_url} is not the Elasticsearch run by `killkrill dev services up` "
-            "in this environment (export the same KILLKRILL_DEV_HOME/PORT_OFFSET); this test "
-            "stops and restarts it"
-        )
-    yield server
-    pid = server.pid()
-    if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGCONT)
-    if not server.ready():
-        if server.pid() is not None:
-            server.stop()
-        server.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -526,6 +527,71 @@ async def test_a_stream_deleted_under_a_blocked_read_is_recreated_and_read_again
     assert await asyncio.wait_for(reading, timeout=5) == []
     ids = _add(redis_client, {"n": 1})
     assert [e.id for e in await group.read(10)] == ids
+
+
+class _ReplyDropper:
+    """A TCP proxy in front of Redis that can swallow Redis's replies: commands still run,
+    their answers never reach the client (a reply lost on the way, a client that stopped
+    reading in time)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.drop = False
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool) -> None:
+            while data := await src.read(65536):
+                if not (replies and self.drop):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(
+            pump(reader, up_writer, False), pump(up_reader, writer, True), return_exceptions=True
+        )
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_entries_delivered_to_a_read_that_failed_are_taken_again_at_once(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """A read whose reply never arrives (the client times out while Redis delivered the
+    entries to it): the next read finds them pending for this consumer and in no batch of
+    its, and takes them again at once, the lost delivery not counted - instead of waiting
+    ``claim_idle_ms`` for XAUTOCLAIM."""
+    parts = urlsplit(redis_url)
+    proxy = _ReplyDropper(parts.hostname or "127.0.0.1", parts.port or 6379)
+    port = await proxy.start()
+    client = async_client(redis_url.replace(f":{parts.port}/", f":{port}/"), socket_timeout=0.5)
+    try:
+        group = ConsumerGroup(client, STREAM, "g", "c1", claim_idle_ms=3_600_000)
+        await group.ensure()
+        in_flight = _add(redis_client, {"n": 0})
+        assert [e.id for e in await group.read(1)] == in_flight  # a batch in flight
+        ids = _add(redis_client, {"n": 1}, {"n": 2})
+        proxy.drop = True
+        with pytest.raises(ServiceUnavailable):
+            await group.read(10)
+        proxy.drop = False
+        assert redis_client.xpending(STREAM, "g")["pending"] == 3  # delivered, not received
+        again = await group.read(10)
+        assert [e.id for e in again] == ids  # not the entry in flight
+        assert [e.deliveries for e in again] == [1, 1]
+        await group.ack([*in_flight, *ids])
+        assert await group.read(10) == []  # nothing more to find
+    finally:
+        await client.aclose()
+        await proxy.close()
 
 
 async def test_ack_failure_inside_the_transaction_is_reported(

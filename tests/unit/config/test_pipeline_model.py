@@ -39,9 +39,7 @@ def test_an_empty_spec_is_valid_and_keeps_the_local_defaults() -> None:
     pipeline = parse_pipeline({"apiVersion": API_VERSION, "kind": "Pipeline", "spec": {}})
     settings = component_settings(pipeline)
     assert pipeline.name == "default"
-    assert settings.receiver == ReceiverSettings.validate_settings(
-        {"syslog": {"udp_port": 5140}}
-    )
+    assert settings.receiver == ReceiverSettings.validate_settings({"syslog": {"udp_port": 5140}})
     assert settings.log_worker.consumer == LogWorkerSettings().consumer
     assert settings.log_worker.elasticsearch.index_prefix == "logs"
     assert settings.metrics_worker.consumer == MetricsWorkerSettings().consumer
