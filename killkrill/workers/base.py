@@ -55,6 +55,7 @@ __all__ = [
     "Retry",
     "Sink",
     "StreamWorker",
+    "every",
     "parse_each",
     "run_lanes",
     "run_together",
@@ -618,6 +619,23 @@ async def run_together(tasks: Sequence[asyncio.Task[None]]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def every(interval: float, stop: asyncio.Event, work: Callable[[], Awaitable[None]]) -> None:
+    """Run ``work`` every ``interval`` seconds until ``stop`` (its errors are skipped: it is
+    housekeeping, e.g. refreshing gauges).
+
+    Ends on ``stop`` by itself, not only by cancellation: a library that swallows a
+    cancellation (converting it into a timeout, as ``async_timeout`` can when both fall
+    due together) would otherwise keep the loop going, and whoever awaits its end waits
+    for ever. A cancellation requested and swallowed is raised again here."""
+    task = asyncio.current_task()
+    while not stop.is_set():
+        with contextlib.suppress(Exception):
+            await work()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+        await sleep_or_stop(stop, interval)
 
 
 async def sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> None:

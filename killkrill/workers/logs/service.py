@@ -17,7 +17,7 @@ from killkrill.config.workers import LogWorkerSettings
 from killkrill.ops import OpsServer
 from killkrill.stackdump import install_stack_dump
 from killkrill.streams.durability import RedisDurability, wait_for_redis_durability
-from killkrill.workers.base import BatchResult
+from killkrill.workers.base import BatchResult, every
 from killkrill.workers.gctune import tune_for_streaming
 from killkrill.workers.logs.sink import credentials_source
 from killkrill.workers.logs.worker import LogWorker
@@ -70,7 +70,7 @@ async def serve(settings: LogWorkerSettings, *, ops: bool = True) -> int:
     async def on_batch(result: BatchResult) -> None:
         totals.merge(result)
 
-    gauges = asyncio.create_task(_update_gauges(worker))
+    gauges = asyncio.create_task(every(GAUGE_INTERVAL, stopping, worker.refresh_gauges))
     tune_for_streaming()  # after start-up: see killkrill.workers.gctune
     log.info(
         "log worker started",
@@ -94,6 +94,7 @@ async def serve(settings: LogWorkerSettings, *, ops: bool = True) -> int:
             what="the log worker",
         )
     finally:
+        stopping.set()  # ends the gauges' loop, whichever way the run ended
         gauges.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await gauges
@@ -128,10 +129,3 @@ async def _stop_quietly(worker: LogWorker, server: OpsServer | None) -> None:
     if server is not None:
         await server.stop()
     await worker.aclose()
-
-
-async def _update_gauges(worker: LogWorker) -> None:
-    while True:
-        with contextlib.suppress(Exception):
-            await worker.refresh_gauges()
-        await asyncio.sleep(GAUGE_INTERVAL)

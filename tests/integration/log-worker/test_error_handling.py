@@ -472,13 +472,15 @@ def test_elasticsearch_unreachable_at_start_is_waited_out_not_a_crash(redis_clie
     worker = start_worker("early", "--elasticsearch-url", closed)
 
     def answers():
+        """``/readyz`` once it is past "starting" (the durability check of Redis)."""
         assert worker.proc.poll() is None, worker.output()
         try:
-            return _get(worker.ops_port, "/readyz")
+            status, body = _get(worker.ops_port, "/readyz")
         except urllib.error.URLError:
             return None
+        return None if body.startswith("starting") else (status, body)
 
-    status, body = wait_for(answers, 30, "the ops port")
+    status, body = wait_for(answers, 30, "/readyz past start-up")
     assert status == 503
     assert "elasticsearch" in body
     wait_for(lambda: "cannot start yet, waiting" in worker.output(), 30, "the start to be retried")

@@ -60,3 +60,39 @@ async def test_an_error_of_the_work_is_raised() -> None:
 
     with pytest.raises(RuntimeError, match="boom"):
         await finish_within(work(), asyncio.Event(), 1.0, what="w")
+
+
+async def test_a_periodic_loop_ends_on_stop() -> None:
+    from killkrill.workers.base import every
+
+    stop, calls = asyncio.Event(), []
+
+    async def work() -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            stop.set()
+
+    await asyncio.wait_for(every(0.001, stop, work), 2)
+    assert len(calls) == 3
+
+
+async def test_a_periodic_loop_ends_even_when_its_work_swallows_the_cancellation() -> None:
+    """Seen in a log worker that never exited: the gauges' refresh swallowed the cancel
+    (a timeout library converting it), the loop slept again, and the stop waited for
+    ever on it."""
+    from killkrill.workers.base import every
+
+    entered = asyncio.Event()
+
+    async def swallowing_work() -> None:
+        entered.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass  # what the library did
+
+    task = asyncio.create_task(every(60, asyncio.Event(), swallowing_work))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 2)
