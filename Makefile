@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # The coverage floor is the whole suite's: a part of it (PYTEST_ARGS) reports coverage only.
 COV_FAIL_UNDER ?= $(if $(strip $(PYTEST_ARGS)),0,75)
 
-.PHONY: install peers services services-down image run up lint test unit clean
+.PHONY: install peers services services-down image crds run up lint test unit clean
 
 install: $(VENV)/.installed ## Create .venv with the package and its dev extras
 
@@ -55,6 +55,9 @@ run: services ## The main job: start the services, run the pipeline end to end o
 
 up: services ## The pipeline in the foreground (receivers :8080, syslog :5140) until Ctrl-C
 	$(SERVICES_ENV); $(KK) up
+
+crds: install ## Write crds/pipelines.killkrill.io.yaml from the Pipeline model (a test compares them)
+	$(BIN)/python -m killkrill.config.crd crds/pipelines.killkrill.io.yaml
 
 lint: install ## ruff (lint + format check), mypy --strict, import layering
 	$(BIN)/ruff check .

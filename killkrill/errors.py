@@ -9,9 +9,11 @@
     │   │   └── LogParseError    a log stream entry cannot be parsed into a log record
     │   └── RejectedBatch        a sink refused a whole write for what some record in it holds
     ├── RetryableError           the same call may succeed later (carries ``delay`` in seconds)
-    │   ├── ServiceUnavailable   a dependency (Redis, PostgreSQL, Elasticsearch) is unreachable
+    │   ├── ServiceUnavailable   a dependency (Redis, PostgreSQL, Elasticsearch, the Kubernetes
+    │   │                        API) is unreachable
     │   └── Backpressure         the pipeline is full; the caller should wait ``delay`` seconds
     │       └── DeadLetterFull   a dead-letter stream is at its bound; entries wait, pending
+    ├── KubernetesApiError       the Kubernetes API refused a request (carries ``status``)
     └── DevServiceError          the local service manager could not install or start a service
 
 Third-party exceptions (redis, elasticsearch, psycopg2) are translated at the module that
@@ -26,6 +28,7 @@ __all__ = [
     "DeadLetterFull",
     "DevServiceError",
     "KillKrillError",
+    "KubernetesApiError",
     "LogParseError",
     "PermanentError",
     "RejectedBatch",
@@ -103,6 +106,17 @@ class DeadLetterFull(Backpressure):
 
     def __init__(self, message: str, *, delay: float = 5.0) -> None:
         super().__init__(message, delay=delay)
+
+
+class KubernetesApiError(KillKrillError):
+    """Raised when the Kubernetes API answers a request with an error: ``status`` is the
+    HTTP status (404 not found, 409 conflict, 422 invalid...), ``reason`` the API's own
+    word (``NotFound``, ``Invalid``...) and the message the API's."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(f"{status} {reason}: {message}")
 
 
 class DevServiceError(KillKrillError):

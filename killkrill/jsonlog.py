@@ -17,6 +17,10 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 }
 
 
+_PLAIN = (str, int, float, bool, type(None), list, tuple, dict)
+"""Types of the ``extra`` values written (anything else is a library's object)."""
+
+
 class JsonFormatter(logging.Formatter):
     """``{"ts", "level", "logger", "msg", ...extra}``; exceptions under ``exc``."""
 
@@ -28,8 +32,8 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                out[key] = value
+            if key not in _STANDARD and not key.startswith("_") and isinstance(value, _PLAIN):
+                out[key] = value  # objects a library attaches (kopf's settings) are left out
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(out, default=str).decode()
@@ -47,5 +51,6 @@ def configure_json_logging(level: str = "info") -> None:
         logging.getLogger(name).propagate = True
     # Client libraries log every request at INFO; keep them for --log-level debug only.
     chatty = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
-    for name in ("elastic_transport", "alembic.runtime.migration"):
+    # kopf says "handler succeeded" for every timer tick; the operator logs what it did.
+    for name in ("elastic_transport", "alembic.runtime.migration", "httpx", "kopf.objects"):
         logging.getLogger(name).setLevel(chatty)

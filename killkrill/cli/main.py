@@ -25,6 +25,7 @@ _COMMANDS = {
     "db": "killkrill.cli.db:db",
     "up": "killkrill.cli.up:up",
     "status": "killkrill.cli.status:status",
+    "operator": "killkrill.cli.operator:operator",
 }
 """Subcommand name -> ``module:attribute`` of its click command."""
 

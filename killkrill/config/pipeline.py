@@ -62,6 +62,8 @@ __all__ = [
     "DEFAULT_PIPELINE",
     "GROUP",
     "KIND",
+    "NAME_MAX",
+    "NAME_RULE",
     "PLURAL",
     "SECRETS_ROOT",
     "SHORT_NAME",
@@ -87,7 +89,10 @@ DEFAULT_PIPELINE = "default"
 SECRETS_ROOT = Path("/var/run/secrets/killkrill")
 """Where the operator mounts each referenced Secret: ``<root>/<secret name>/<key>``."""
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_NAME = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+NAME_MAX = 40
+"""Longest pipeline name: its objects' names (``<name>-metrics-worker``) and Service names
+(DNS-1035 labels, 63 at most, starting with a letter) must stay valid."""
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
@@ -116,12 +121,12 @@ class SecretKeyRef(_Wire):
     name: str = Field(
         max_length=253,
         description="Name of the Secret (in the Pipeline's namespace).",
-        json_schema_extra={"pattern": _DNS_SUBDOMAIN.pattern},
+        json_schema_extra={"pattern": f"^{_DNS_SUBDOMAIN.pattern}$"},
     )
     key: str = Field(
         max_length=253,
         description="Key in the Secret whose value is the credential.",
-        json_schema_extra={"pattern": _SECRET_KEY.pattern},
+        json_schema_extra={"pattern": f"^{_SECRET_KEY.pattern}$"},
     )
 
     @field_validator("name")
@@ -149,7 +154,7 @@ class SecretRef(_Wire):
     name: str = Field(
         max_length=253,
         description="Name of the Secret (in the Pipeline's namespace).",
-        json_schema_extra={"pattern": _DNS_SUBDOMAIN.pattern},
+        json_schema_extra={"pattern": f"^{_DNS_SUBDOMAIN.pattern}$"},
     )
 
 
@@ -169,8 +174,23 @@ def _url_field(default: SecretStr, what: str) -> Any:
     )
 
 
+_NO_PASSWORD_RULE: dict[str, Any] = {
+    "x-kubernetes-validations": [
+        {
+            "rule": "!has(self.url) || !self.url.matches('^[^:/]+://[^/@]*:[^/@]*@')",
+            "message": "url must not hold a password: put it in a Secret and name "
+            "it with secretRef",
+            "fieldPath": ".url",
+        }
+    ]
+}
+"""The CEL twin of the URL check, for ``kubectl apply``."""
+
+
 class RedisSpec(_Wire):
     """The Redis holding the pipeline's streams."""
+
+    model_config = ConfigDict(json_schema_extra=_NO_PASSWORD_RULE)
 
     url: str = _url_field(RedisSettings().url, "Redis")
     secret_ref: SecretKeyRef | None = Field(
@@ -182,6 +202,8 @@ class RedisSpec(_Wire):
 
 class PostgresSpec(_Wire):
     """The PostgreSQL database holding the metric aggregates."""
+
+    model_config = ConfigDict(json_schema_extra=_NO_PASSWORD_RULE)
 
     url: str = _url_field(
         SecretStr("postgresql://killkrill@127.0.0.1:5432/killkrill"), "PostgreSQL"
@@ -211,6 +233,19 @@ class EnrichmentSpec(_Wire):
 
 class ElasticsearchSpec(_Wire):
     """The Elasticsearch cluster logs are indexed into."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                *_NO_PASSWORD_RULE["x-kubernetes-validations"],
+                {
+                    "rule": "!has(self.username) || has(self.secretRef)",
+                    "message": "username needs secretRef (the Secret key holding its password)",
+                    "fieldPath": ".secretRef",
+                },
+            ]
+        }
+    )
 
     url: str = _url_field(ElasticsearchSettings().url, "Elasticsearch")
     secret_ref: SecretKeyRef | None = Field(
@@ -258,20 +293,39 @@ class ElasticsearchSpec(_Wire):
 class StreamsSpec(_Wire):
     """The streams of the pipeline: the only ones receivers may write."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.logs) || !has(self.metrics) || "
+                    "(self.logs != self.metrics && (!has(self.extra) || "
+                    "self.extra.all(n, n != self.logs && n != self.metrics)))",
+                    "message": "a stream name is used twice among logs, metrics and extra",
+                }
+            ]
+        }
+    )
+
     logs: str = Field(
         default="logs",
+        max_length=100,
         description="Name of the log stream (key `<name>-stream`, prefixed `<pipeline>:` "
         "for every pipeline but `default`).",
         json_schema_extra={"pattern": r"^[A-Za-z0-9_.-]{1,100}$"},
     )
     metrics: str = Field(
         default="metrics",
+        max_length=100,
         description="Name of the default metric stream (used without `?stream=`).",
         json_schema_extra={"pattern": r"^[A-Za-z0-9_.-]{1,100}$"},
     )
     extra: list[str] = Field(
         default_factory=list,
         max_length=32,
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "items": {"type": "string", "maxLength": 100, "pattern": r"^[A-Za-z0-9_.-]{1,100}$"},
+        },
         description="More named metric streams (`?stream=NAME`), each read by the metrics "
         "worker with its own consumer group.",
     )
@@ -350,6 +404,18 @@ _SYSLOG = SyslogSettings()
 class SyslogTlsSpec(_Wire):
     """Syslog over TLS (RFC 5425)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.enabled) || !self.enabled || has(self.secretRef)",
+                    "message": "tls.secretRef is required when tls.enabled is true",
+                    "fieldPath": ".secretRef",
+                }
+            ]
+        }
+    )
+
     enabled: bool = Field(default=False, description="Listen for TLS.")
     port: int = Field(default=6514, ge=1, le=65535, description="TLS port.")
     secret_ref: SecretRef | None = Field(
@@ -408,6 +474,19 @@ class RetrySpec(RetrySettings, _Wire):
 
 class AutoscalingSpec(_Wire):
     """Worker replicas from the stream's consumer-group lag."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.minReplicas) || !has(self.maxReplicas) || "
+                    "self.minReplicas <= self.maxReplicas",
+                    "message": "maxReplicas must be >= minReplicas",
+                    "fieldPath": ".maxReplicas",
+                }
+            ]
+        }
+    )
 
     enabled: bool = Field(
         default=False, description="Scale between minReplicas and maxReplicas on lag."
@@ -552,15 +631,27 @@ class Metadata(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    name: str = Field(default=DEFAULT_PIPELINE, max_length=63)
+    name: str = Field(default=DEFAULT_PIPELINE)
     namespace: str | None = None
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _DNS_LABEL.fullmatch(value):
-            raise ValueError("must be a DNS label (lowercase letters, digits and '-', 1-63)")
+        if not _NAME.fullmatch(value) or len(value) > NAME_MAX:
+            raise ValueError(
+                f"must be 1-{NAME_MAX} lowercase letters, digits and '-', starting with a "
+                "letter (it names the pipeline's Services)"
+            )
         return value
+
+
+NAME_RULE: dict[str, str] = {
+    "rule": f"self.metadata.name.size() <= {NAME_MAX} && "
+    f"self.metadata.name.matches('^{_NAME.pattern}$')",
+    "message": f"metadata.name must be 1-{NAME_MAX} lowercase letters, digits and '-', "
+    "starting with a letter (it names the pipeline's Services)",
+}
+"""The CEL twin of the name check, on the resource's root schema."""
 
 
 class Pipeline(_Wire):

@@ -111,7 +111,7 @@ def test_every_error_is_reported_with_its_field_path() -> None:
         parse_pipeline(doc)
     text = str(info.value)
     for line in (
-        "metadata.name: must be a DNS label",
+        "metadata.name: must be 1-40 lowercase letters, digits and '-', starting with a letter",
         "spec.redis.url: must not hold a password",
         "spec.logWorker.batchSize: Input should be greater than or equal to 1",
         "spec.logWorker.autoscaling.maxReplicas: must be >= minReplicas",

@@ -1,0 +1,106 @@
+"""The kopf handlers: thin, each one a call of :func:`~killkrill.operator.reconcile.reconcile`.
+
+* a Pipeline created, changed or found at start (``resume``): reconcile now;
+* every ``RECONCILE_SECONDS`` (a timer, level-based): reconcile again - undoes drift,
+  refreshes the data plane's status, runs the autoscaler;
+* an owned Deployment, Service or ConfigMap edited or deleted by hand: reconcile its
+  Pipeline at once (it is put back);
+* a problem (missing Secret, Redis down, an object refused): kopf retries with backoff
+  (:class:`kopf.TemporaryError`), the status and an Event say what to fix; never a
+  traceback loop.
+
+Registered on a registry of their own (:func:`registry`), so tests and the CLI run exactly
+these.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from killkrill.config.pipeline import GROUP, PLURAL, VERSION
+from killkrill.errors import ServiceUnavailable
+from killkrill.health import Thresholds
+from killkrill.operator.kube import KubeClient, KubeConfig
+from killkrill.operator.reconcile import reconcile
+from killkrill.operator.render import MANAGED_BY
+
+__all__ = ["RECONCILE_SECONDS", "registry"]
+
+log = logging.getLogger("killkrill.operator")
+
+RECONCILE_SECONDS = 15.0
+"""Seconds between two level-based reconciles of every Pipeline (the timer)."""
+
+_OWNED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+def registry(
+    client: KubeClient,
+    *,
+    interval: float = RECONCILE_SECONDS,
+    thresholds: Thresholds | None = None,
+) -> kopf.OperatorRegistry:
+    """The operator's handlers over ``client``."""
+    reg = kopf.OperatorRegistry()
+
+    def run(body: Mapping[str, Any], logger: logging.Logger | Any) -> None:
+        try:
+            outcome = reconcile(client, body, thresholds=thresholds)
+        except ServiceUnavailable as exc:
+            raise kopf.TemporaryError(str(exc), delay=10) from exc
+        if outcome.problem is not None:
+            raise kopf.TemporaryError(
+                f"{outcome.problem.reason}: {outcome.problem.message}", delay=10
+            )
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, id="reconcile", registry=reg)
+    @kopf.on.create(GROUP, VERSION, PLURAL, id="reconcile", registry=reg)
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", id="reconcile", registry=reg)
+    def changed(body: kopf.Body, logger: Any, **_: Any) -> None:
+        run(body, logger)
+
+    @kopf.timer(
+        GROUP, VERSION, PLURAL, interval=interval, initial_delay=interval, id="periodic",
+        registry=reg,
+    )  # fmt: skip
+    def periodic(body: kopf.Body, logger: Any, **_: Any) -> None:
+        run(body, logger)
+
+    def owner_changed(meta: kopf.Meta, namespace: str | None, logger: Any, **_: Any) -> None:
+        pipeline = (meta.get("labels") or {}).get("app.kubernetes.io/instance")
+        if not pipeline or not namespace:
+            return
+        body = client.get(f"{GROUP}/{VERSION}", "Pipeline", pipeline, namespace)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return  # the Pipeline is going: its objects go with it
+        log.info(
+            "an owned object changed; reconciling its pipeline",
+            extra={"pipeline": pipeline, "namespace": namespace, "object": meta.get("name")},
+        )
+        run(body, logger)
+
+    for api, plural, declared in (
+        ("apps/v1", "deployments", "spec"),
+        ("v1", "services", "spec"),
+        ("v1", "configmaps", "data"),
+    ):
+        kopf.on.update(api, plural, field=declared, labels=_OWNED, registry=reg)(owner_changed)
+        kopf.on.delete(api, plural, labels=_OWNED, optional=True, registry=reg)(owner_changed)
+    return reg
+
+
+def login(config: KubeConfig) -> kopf.ConnectionInfo:
+    """kopf's credentials: the same ones our own client uses."""
+    return kopf.ConnectionInfo(
+        server=config.server,
+        ca_path=config.ca_file,
+        insecure=not config.verify,
+        certificate_path=config.client_cert,
+        private_key_path=config.client_key,
+        token=config.bearer(),
+        default_namespace=None,
+    )
