@@ -1,13 +1,14 @@
-"""``killkrill dev``: the local development services and a smoke check of the pipeline."""
+"""``killkrill dev``: the local development services and a smoke check of the pipeline.
+
+Each command imports what it drives when it runs: the services manager pulls in the Redis,
+PostgreSQL and Elasticsearch clients (seconds on a busy machine), which other ``dev``
+commands have no use for."""
 
 from __future__ import annotations
 
 import shlex
 
 import click
-
-from killkrill.dev import ServiceManager
-from killkrill.dev.smoke import run_pipeline_smoke, run_smoke
 
 __all__ = ["dev"]
 
@@ -28,6 +29,8 @@ def services() -> None:
 @_names
 def up(names: tuple[str, ...]) -> None:
     """Install if missing and start the services; a no-op for those already running."""
+    from killkrill.dev import ServiceManager
+
     ServiceManager(names, echo=lambda line: click.echo(line, err=True)).up()
 
 
@@ -35,6 +38,8 @@ def up(names: tuple[str, ...]) -> None:
 @_names
 def down(names: tuple[str, ...]) -> None:
     """Stop the services and wait until no process of theirs is left."""
+    from killkrill.dev import ServiceManager
+
     ServiceManager(names, echo=lambda line: click.echo(line, err=True)).down()
 
 
@@ -42,6 +47,8 @@ def down(names: tuple[str, ...]) -> None:
 @_names
 def status(names: tuple[str, ...]) -> None:
     """Show each service's state, URL and pid; exit 1 when one is not running."""
+    from killkrill.dev import ServiceManager
+
     statuses = ServiceManager(names).status()
     for st in statuses:
         click.echo(st.line())
@@ -53,6 +60,8 @@ def status(names: tuple[str, ...]) -> None:
 @_names
 def env(names: tuple[str, ...]) -> None:
     """Print ``export`` lines for the services' URLs: ``eval "$(killkrill dev services env)"``."""
+    from killkrill.dev import ServiceManager
+
     for key, value in ServiceManager(names).env().items():
         click.echo(f"export {key}={shlex.quote(value)}")
 
@@ -67,6 +76,9 @@ def env(names: tuple[str, ...]) -> None:
 def smoke(pipeline: bool, logs: int) -> None:
     """Check the services (XADD/XRANGE, INSERT/SELECT, index/search), then run the pipeline
     (receivers, log worker, metrics worker) end to end on sample data and show what arrived."""
+    from killkrill.dev import ServiceManager
+    from killkrill.dev.smoke import run_pipeline_smoke, run_smoke
+
     env = ServiceManager().env()
     for line in run_smoke(env):
         click.echo(line)
