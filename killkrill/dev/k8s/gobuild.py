@@ -42,8 +42,8 @@ __all__ = ["BuildResult", "bin_dir", "build", "build_root", "go_env", "is_built"
 
 Echo = Callable[[str], None]
 _GO_HINT = (
-    "install Go >= {need} (https://go.dev/dl, or Debian's golang from bookworm-backports) and "
-    "put `go` on PATH: the Kubernetes tool chain is built from source with it"
+    "install Go >= {need} (https://go.dev/dl) and put `go` on PATH, or name it with "
+    "KILLKRILL_DEV_GO: the Kubernetes tool chain is built from source with it"
 )
 _LOG_TAIL_LINES = 30
 
@@ -197,9 +197,10 @@ class _Go:
         except ValueError:
             info = {"Error": _tail(proc.stderr or proc.stdout)}
         if proc.returncode != 0 or info.get("Error"):
-            proxy = self.env.get("GOPROXY") or "the Go module proxy"
+            proxy = self.env.get("GOPROXY")
+            through = f"GOPROXY={proxy}" if proxy else "the Go module proxy"
             raise DevServiceError(
-                f"could not download {wanted} through {proxy}: "
+                f"could not download {wanted} through {through}: "
                 f"{info.get('Error') or _tail(proc.stderr)}\n(check GOPROXY and the network)"
             )
         return info
@@ -228,13 +229,16 @@ class _ModuleFacts:
     replaces: list[str]
     build_date: str
     commit: str
+    client_go_minor: str
+    """The Kubernetes minor version of the k8s.io/client-go the module requires (v0.37.0:
+    37), or "" (helm's default capabilities and deprecation checks follow it)."""
 
 
 def _facts(go: _Go, module: GoModule, cwd: Path) -> _ModuleFacts:
     downloaded = go.download(module, cwd)
     gomod = go.gomod(downloaded["GoMod"], cwd)
     info = json.loads(Path(downloaded["Info"]).read_text())
-    required = {r["Path"] for r in gomod.get("Require") or []}
+    required = {r["Path"]: r["Version"] for r in gomod.get("Require") or []}
     requires: dict[str, str] = {}
     excludes: list[str] = []
     replaces: list[str] = []
@@ -256,6 +260,9 @@ def _facts(go: _Go, module: GoModule, cwd: Path) -> _ModuleFacts:
         replaces=replaces,
         build_date=info.get("Time", "1970-01-01T00:00:00Z"),
         commit=(info.get("Origin") or {}).get("Hash", "unknown"),
+        client_go_minor="".join(
+            str(n) for n in _version_tuple(required.get("k8s.io/client-go", ""))[1:2]
+        ),
     )
 
 
@@ -362,6 +369,7 @@ class _Builder:
             "minor": str(minor),
             "build_date": facts.build_date,
             "commit": facts.commit,
+            "client_go_minor": facts.client_go_minor,
         }
         xs = [f"-X {var.format(**values)}" for var in binary.version_vars]
         return " ".join(["-s", "-w", *xs])

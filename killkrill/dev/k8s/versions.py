@@ -62,8 +62,8 @@ class GoBinary:
     of the same wrapper); None builds with ``go install package@version`` instead."""
     version_vars: tuple[str, ...] = ()
     """``-X`` linker assignments, formatted with ``version``, ``major``, ``minor``,
-    ``build_date`` (the proxy's time of the version) and ``commit`` (from its origin, or
-    ``unknown``)."""
+    ``build_date`` (the proxy's time of the version), ``commit`` (from its origin, or
+    ``unknown``) and ``client_go_minor`` (the minor of the k8s.io/client-go it requires)."""
 
     @property
     def version(self) -> str:
@@ -111,7 +111,17 @@ BINARIES: dict[str, GoBinary] = {
             HELM,
             "helm.sh/helm/v3/cmd/helm",
             None,
-            ("helm.sh/helm/v3/internal/version.version={version}",),
+            (
+                "helm.sh/helm/v3/internal/version.version={version}",
+                "helm.sh/helm/v3/internal/version.gitCommit={commit}",
+                "helm.sh/helm/v3/internal/version.gitTreeState=clean",
+                # As helm's own Makefile: the Kubernetes version its client-go speaks is the
+                # default .Capabilities.KubeVersion and the deprecation checks' reference.
+                "helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1",
+                "helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor={client_go_minor}",
+                "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1",
+                "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor={client_go_minor}",
+            ),
         ),
         GoBinary("kind", KIND, KIND.path, None),
         GoBinary(
@@ -119,7 +129,10 @@ BINARIES: dict[str, GoBinary] = {
             SKAFFOLD,
             f"{SKAFFOLD.path}/cmd/skaffold",
             "skaffold",
-            (f"{SKAFFOLD.path}/pkg/skaffold/version.version={{version}}",),
+            tuple(
+                f"{SKAFFOLD.path}/pkg/skaffold/version.{var}"
+                for var in ("version={version}", "buildDate={build_date}", "gitCommit={commit}")
+            ),
         ),
         GoBinary("etcdctl", ETCDCTL, ETCDCTL.path, "etcd"),
         _k8s("kubelet"),
