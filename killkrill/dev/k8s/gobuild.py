@@ -312,6 +312,10 @@ class _Builder:
         self.go = _Go(self.root / "logs")
         self.facts: dict[GoModule, _ModuleFacts] = {}
         self.ready_wrappers: set[str] = set()
+        self.tmp = self.root / "tmp"
+        # What an interrupted build linked there is never used: the lock is ours, clear it.
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir()
         self._check_go()
 
     def _check_go(self) -> None:
@@ -376,8 +380,7 @@ class _Builder:
 
     def build_one(self, binary: GoBinary) -> BuildResult:
         target = bin_dir() / binary.name
-        tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(exist_ok=True)
+        tmp_dir = self.tmp
         tmp = tmp_dir / f"{binary.name}.{os.getpid()}"
         self.echo(f"k8s build: building {binary.name} ({binary.module.path}@{binary.version})")
         started = time.monotonic()
@@ -475,8 +478,7 @@ def build(names: Iterable[str], *, echo: Echo = print) -> list[BuildResult]:
     built = [r for r in results if r.built]
     cached = [r.name for r in results if not r.built]
     note = f"; cached: {', '.join(cached)}" if cached else ""
-    echo(
-        f"k8s build: built {len(built)} binaries in {_duration(time.monotonic() - started)}"
-        f" into {bin_dir()}{note}"
-    )
+    count = f"{len(built)} binar{'y' if len(built) == 1 else 'ies'}"
+    elapsed = _duration(time.monotonic() - started)
+    echo(f"k8s build: built {count} in {elapsed} into {bin_dir()}{note}")
     return results
