@@ -12,10 +12,10 @@ KK := $(BIN)/killkrill
 PEER_PACKAGES := bsdutils rsyslog rsyslog-gnutls prometheus openssl nginx
 SERVICES_ENV = eval "$$($(KK) dev services env)"
 PYTEST_ARGS ?=
-# The coverage floor is the whole suite's: a part of it (PYTEST_ARGS) reports coverage only.
+# The coverage floor holds for the whole suite; a subset (PYTEST_ARGS) reports coverage only.
 COV_FAIL_UNDER ?= $(if $(strip $(PYTEST_ARGS)),0,75)
 
-.PHONY: install peers services services-down image crds run up lint test unit clean
+.PHONY: install peers services services-down k8s k8s-down image crds run up lint test unit clean
 
 install: $(VENV)/.installed ## Create .venv with the package and its dev extras
 
@@ -50,6 +50,12 @@ image: install ## The container image on the project's Docker engine (started wh
 	$(KK) dev docker up
 	$(KK) dev docker image  # local Debian bases (cached by recipe), then the image; prints size and time
 
+k8s: install ## Local Kubernetes control plane + kubectl, helm, kind, skaffold (built from source once, cached)
+	$(KK) dev k8s up --all  # prints what it builds, how long each took, and the ready time
+
+k8s-down: install ## Stop the local Kubernetes control plane
+	$(KK) dev k8s down
+
 run: services ## The main job: start the services, run the pipeline end to end on sample data
 	$(SERVICES_ENV); $(KK) dev smoke
 
@@ -68,7 +74,7 @@ lint: install ## ruff (lint + format check), mypy --strict, import layering
 unit: install ## Unit tests only (no services needed)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-test: install peers services lint image ## Everything: lint, the image, unit + integration tests with coverage
+test: install peers services k8s lint image ## Everything: lint, the image, unit + integration tests with coverage
 	$(SERVICES_ENV); \
 	$(BIN)/pytest -p random_order --random-order \
 	  --cov=killkrill --cov-report=term --cov-fail-under=$(COV_FAIL_UNDER) $(PYTEST_ARGS)

@@ -26,6 +26,10 @@ Credentials: the run logs in with secrets of its own, made by the ``leak_guard``
   it), owning nothing but what it creates in the run's schema; dropped at the end;
 * Elasticsearch behind a TLS + auth proxy (``tls_front.py``): random passwords and keys.
 
+Kubernetes: ``kube_env``, ``kubeconfig``, ``kube_api`` and ``kube_namespace`` (from
+``kube_cluster.py``) bring up the local control plane (``killkrill dev k8s up --all``) or use
+the cluster ``KUBECONFIG`` names; a test's namespace is ``kk-test-<run>-<n>``, deleted after it.
+
 A server that refuses the ACL user or the role (a managed Redis, a role without
 ``CREATEROLE``) is used with the given login, and the guard watches that URL's password.
 """
@@ -50,6 +54,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(Path(__file__).parent))  # shared helpers, e.g. polling.py
 
+from kube_cluster import kube_api, kube_env, kube_namespace, kubeconfig  # noqa: F401 - fixtures
 from leak_guard import LeakGuard
 from run_names import ES_INDEX_PREFIX, PG_SCHEMA, RUN_ID
 
