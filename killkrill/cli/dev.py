@@ -9,6 +9,7 @@ env`` (evaluated by shells) has no use for."""
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
