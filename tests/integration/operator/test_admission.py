@@ -72,5 +72,5 @@ def test_an_empty_spec_is_valid_and_defaulted(
     assert done.returncode == 0, done.stderr
     spec = json.loads(done.stdout)["spec"]
     assert spec["logWorker"]["batchSize"] == 500
-    assert spec["streams"] == {"logs": "logs", "metrics": "metrics", "extra": [], "partitions": 1}
+    assert spec["streams"] == {"logs": "logs", "metrics": "metrics", "partitions": 1}
     assert spec["receivers"]["http"]["auth"]["enabled"] is True

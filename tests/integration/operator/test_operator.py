@@ -173,12 +173,15 @@ def test_a_missing_secret_is_degraded_naming_it_until_it_exists(
     cond = condition(degraded, "Degraded")
     assert cond is not None and cond["reason"] == "SecretMissing"
     assert f"Secret {ns}/es-key does not exist" in cond["message"]
-    events = kube.list("v1", "Event", ns)
-    assert any(
-        e["reason"] == "SecretMissing" and e["type"] == "Warning"
-        and e["involvedObject"]["name"] == "gamma"
-        for e in events
-    ), dump(events)  # fmt: skip
+    wait_for(
+        lambda: [
+            e for e in kube.list("v1", "Event", ns)
+            if e["reason"] == "SecretMissing" and e["type"] == "Warning"
+            and e["involvedObject"]["name"] == "gamma" and "es-key" in e["message"]
+        ],
+        30,
+        "a Warning event naming the Secret",
+    )  # fmt: skip
     assert _deployment(kube, ns, "gamma-log-worker") is None  # nothing applied meanwhile
 
     kube.apply(

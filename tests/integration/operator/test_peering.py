@@ -49,9 +49,9 @@ def test_of_two_peered_operators_one_acts_and_the_other_takes_over(
                 lambda: kube.get("apps/v1", "Deployment", "peered-log-worker", ns), 60,
                 "the acting operator to create the objects",
             )  # fmt: skip
-            assert "peered" in high.output()
-            assert "peered" not in low.output()  # the paused one did nothing
+            assert "Pausing" not in high.output()  # the higher priority acts
             assert high.stop(40) == 0
+            wait_for(lambda: "Resuming" in low.output(), 60, "the standby to resume")
             kube.apply(
                 {"apiVersion": API, "kind": "Pipeline",
                  "metadata": {"name": "second", "namespace": ns}, "spec": {}},
