@@ -36,7 +36,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
-from pydantic.alias_generators import to_camel
 
 from killkrill import __version__
 from killkrill.config.common import ElasticsearchSettings, RedisSettings
@@ -48,6 +47,7 @@ from killkrill.config.receivers import (
     SyslogSettings,
 )
 from killkrill.config.secrets import url_has_password
+from killkrill.config.wire import Wire
 from killkrill.config.workers import (
     AggregationSettings,
     LogWorkerSettings,
@@ -103,19 +103,7 @@ _METRICS = MetricsWorkerSettings()
 _RECEIVER = ReceiverSettings()
 
 
-class _Wire(BaseModel):
-    """A part of the custom resource: camelCase on the wire, unknown keys refused."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        populate_by_name=True,
-        serialize_by_alias=True,
-        hide_input_in_errors=True,
-    )
-
-
-class SecretKeyRef(_Wire):
+class SecretKeyRef(Wire):
     """One key of a Secret in the pipeline's namespace."""
 
     name: str = Field(
@@ -148,7 +136,7 @@ class SecretKeyRef(_Wire):
         return root / self.name / self.key
 
 
-class SecretRef(_Wire):
+class SecretRef(Wire):
     """A whole Secret in the pipeline's namespace (e.g. a ``kubernetes.io/tls`` one)."""
 
     name: str = Field(
@@ -187,7 +175,7 @@ _NO_PASSWORD_RULE: dict[str, Any] = {
 """The CEL twin of the URL check, for ``kubectl apply``."""
 
 
-class RedisSpec(_Wire):
+class RedisSpec(Wire):
     """The Redis holding the pipeline's streams."""
 
     model_config = ConfigDict(json_schema_extra=_NO_PASSWORD_RULE)
@@ -200,7 +188,7 @@ class RedisSpec(_Wire):
     _url = field_validator("url")(_no_password)
 
 
-class PostgresSpec(_Wire):
+class PostgresSpec(Wire):
     """The PostgreSQL database holding the metric aggregates."""
 
     model_config = ConfigDict(json_schema_extra=_NO_PASSWORD_RULE)
@@ -215,7 +203,7 @@ class PostgresSpec(_Wire):
     _url = field_validator("url")(_no_password)
 
 
-class EnrichmentSpec(_Wire):
+class EnrichmentSpec(Wire):
     """Fields the log worker adds to every document (a record's own value wins)."""
 
     environment: str = Field(
@@ -231,7 +219,7 @@ class EnrichmentSpec(_Wire):
     )
 
 
-class ElasticsearchSpec(_Wire):
+class ElasticsearchSpec(Wire):
     """The Elasticsearch cluster logs are indexed into."""
 
     model_config = ConfigDict(
@@ -290,7 +278,7 @@ class ElasticsearchSpec(_Wire):
         return self
 
 
-class StreamsSpec(_Wire):
+class StreamsSpec(Wire):
     """The streams of the pipeline: the only ones receivers may write."""
 
     model_config = ConfigDict(
@@ -352,7 +340,7 @@ class StreamsSpec(_Wire):
         return [self.metrics, *self.extra]
 
 
-class AuthSpec(_Wire):
+class AuthSpec(Wire):
     """API keys of the HTTP receiver."""
 
     enabled: bool = Field(default=True, description="Require an API key on ingest endpoints.")
@@ -363,18 +351,18 @@ class AuthSpec(_Wire):
     )
 
 
-class LimitsSpec(RecordLimitSettings, _Wire):
+class LimitsSpec(RecordLimitSettings, Wire):
     """Bounds of one record (see the receiver settings)."""
 
 
-class BackpressureSpec(BackpressureSettings, _Wire):
+class BackpressureSpec(BackpressureSettings, Wire):
     """When receivers push back (429/503 + Retry-After) instead of growing a stream."""
 
 
 _HTTP = HttpReceiverSettings()
 
 
-class HttpSpec(_Wire):
+class HttpSpec(Wire):
     """The HTTP ingest API (logs, metrics, remote_write)."""
 
     enabled: bool = Field(default=True, description="Run the HTTP API.")
@@ -401,7 +389,7 @@ class HttpSpec(_Wire):
 _SYSLOG = SyslogSettings()
 
 
-class SyslogTlsSpec(_Wire):
+class SyslogTlsSpec(Wire):
     """Syslog over TLS (RFC 5425)."""
 
     model_config = ConfigDict(
@@ -424,7 +412,7 @@ class SyslogTlsSpec(_Wire):
     )
 
 
-class SyslogSpec(_Wire):
+class SyslogSpec(Wire):
     """The syslog receiver (RFC 5424/3164 over UDP, TCP, TLS)."""
 
     enabled: bool = Field(default=True, description="Run the syslog receiver.")
@@ -454,13 +442,13 @@ class SyslogSpec(_Wire):
         return self
 
 
-class RemoteWriteSpec(_Wire):
+class RemoteWriteSpec(Wire):
     """Prometheus remote_write (``POST /api/v1/write``) on the HTTP port."""
 
     enabled: bool = Field(default=True, description="Accept remote_write.")
 
 
-class ReceiversSpec(_Wire):
+class ReceiversSpec(Wire):
     """The receiver pods: HTTP API, syslog, remote_write."""
 
     http: HttpSpec = Field(default_factory=HttpSpec)
@@ -468,11 +456,11 @@ class ReceiversSpec(_Wire):
     remote_write: RemoteWriteSpec = Field(default_factory=RemoteWriteSpec)
 
 
-class RetrySpec(RetrySettings, _Wire):
+class RetrySpec(RetrySettings, Wire):
     """Retries of a batch's retryable items before they are left pending."""
 
 
-class AutoscalingSpec(_Wire):
+class AutoscalingSpec(Wire):
     """Worker replicas from the stream's consumer-group lag."""
 
     model_config = ConfigDict(
@@ -519,7 +507,7 @@ class AutoscalingSpec(_Wire):
         return value
 
 
-class ResourcesSpec(_Wire):
+class ResourcesSpec(Wire):
     """Container resources (Kubernetes quantities)."""
 
     requests: dict[str, str] = Field(
@@ -540,51 +528,59 @@ class ResourcesSpec(_Wire):
         return value
 
 
-def _worker_field(default: int, what: str, **bounds: Any) -> Any:
-    return Field(default=default, description=what, **bounds)
+class WorkerSpec(Wire):
+    """Pods of one worker kind: how many, how they batch, retry and scale."""
+
+    replicas: int = Field(default=1, ge=0, le=100, description="Pods (when autoscaling is off).")
+    batch_size: int = Field(
+        default=_LOG.consumer.batch_size,
+        ge=1,
+        le=100_000,
+        description="Entries per batch: one `_bulk` request (logs) or one transaction (metrics).",
+    )
+    in_flight: int = Field(
+        default=_LOG.consumer.in_flight,
+        ge=1,
+        le=16,
+        description="Writes (`_bulk` requests, transactions) one pod keeps open at once.",
+    )
+    max_deliveries: int = Field(
+        default=_LOG.consumer.max_deliveries,
+        ge=1,
+        description="Deliveries before an entry is dead-lettered.",
+    )
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
 
 
-class LogWorkerSpec(_Wire):
+class LogWorkerSpec(WorkerSpec):
     """The log worker pods (stream -> Elasticsearch)."""
 
-    replicas: int = Field(default=1, ge=0, le=100, description="Pods (when autoscaling is off).")
-    batch_size: int = _worker_field(
-        _LOG.consumer.batch_size, "Entries per batch and per `_bulk`.", ge=1, le=100_000
-    )
-    in_flight: int = _worker_field(
-        _LOG.consumer.in_flight, "`_bulk` requests open at once per pod.", ge=1, le=16
-    )
-    max_deliveries: int = _worker_field(
-        _LOG.consumer.max_deliveries, "Deliveries before an entry is dead-lettered.", ge=1
-    )
-    retry: RetrySpec = Field(default_factory=RetrySpec)
-    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
 
-
-class MetricsWorkerSpec(_Wire):
+class MetricsWorkerSpec(WorkerSpec):
     """The metrics worker pods (streams -> PostgreSQL -> /metrics)."""
 
-    replicas: int = Field(default=1, ge=0, le=100, description="Pods (when autoscaling is off).")
-    batch_size: int = _worker_field(
-        _METRICS.consumer.batch_size, "Entries per batch and transaction.", ge=1, le=100_000
+    batch_size: int = Field(
+        default=_METRICS.consumer.batch_size,
+        ge=1,
+        le=100_000,
+        description="Entries per batch, each batch one transaction.",
     )
-    in_flight: int = _worker_field(
-        _METRICS.consumer.in_flight, "Transactions open at once per pod.", ge=1, le=16
-    )
-    max_deliveries: int = _worker_field(
-        _METRICS.consumer.max_deliveries, "Deliveries before an entry is dead-lettered.", ge=1
-    )
-    retry: RetrySpec = Field(default_factory=RetrySpec)
-    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+
+
+# The other consumer defaults are the same for both kinds: checked, not assumed.
+assert (_METRICS.consumer.in_flight, _METRICS.consumer.max_deliveries) == (
+    _LOG.consumer.in_flight,
+    _LOG.consumer.max_deliveries,
+)
 
 
 _AGG = AggregationSettings()
 _RET = RetentionSettings()
 
 
-class MetricsSpec(_Wire):
+class MetricsSpec(Wire):
     """How samples are aggregated and kept."""
 
     bucket_seconds: int = Field(
@@ -600,7 +596,7 @@ class MetricsSpec(_Wire):
     )
 
 
-class ImageSpec(_Wire):
+class ImageSpec(Wire):
     """The image every pod of the pipeline runs (used by the operator)."""
 
     repository: str = Field(default="killkrill/killkrill", min_length=1)
@@ -612,7 +608,7 @@ class ImageSpec(_Wire):
         return f"{self.repository}:{self.tag}"
 
 
-class PipelineSpec(_Wire):
+class PipelineSpec(Wire):
     """What a pipeline is made of. Every field has a default."""
 
     redis: RedisSpec = Field(default_factory=RedisSpec)
@@ -654,7 +650,7 @@ NAME_RULE: dict[str, str] = {
 """The CEL twin of the name check, on the resource's root schema."""
 
 
-class Pipeline(_Wire):
+class Pipeline(Wire):
     """A ``killkrill.io/v1alpha1`` ``Pipeline`` document."""
 
     model_config = ConfigDict(extra="ignore")  # status, written by the operator

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
+
+from killkrill.config.wire import Wire
 
 __all__ = [
     "AutoscalingStatus",
@@ -23,16 +24,7 @@ __all__ = [
 ]
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        alias_generator=to_camel,
-        populate_by_name=True,
-        serialize_by_alias=True,
-    )
-
-
-class Condition(_Wire):
+class Condition(Wire):
     """One condition, as ``metav1.Condition``."""
 
     type: str = Field(description="Ready, Progressing, Degraded or DataFlowing.")
@@ -43,7 +35,7 @@ class Condition(_Wire):
     observed_generation: int = Field(default=0, description="The generation it was set for.")
 
 
-class ComponentStatus(_Wire):
+class ComponentStatus(Wire):
     """Replicas of one Deployment of the pipeline, as its controller reports them."""
 
     desired: int = 0
@@ -52,7 +44,7 @@ class ComponentStatus(_Wire):
     available: int = 0
 
 
-class StreamStatus(_Wire):
+class StreamStatus(Wire):
     """One stream of the pipeline, read from Redis."""
 
     name: str
@@ -64,7 +56,7 @@ class StreamStatus(_Wire):
     consumers: int = 0
 
 
-class HealthStatus(_Wire):
+class HealthStatus(Wire):
     """The data plane's verdict (see :mod:`killkrill.health`)."""
 
     verdict: str = Field(description="Healthy, Backlogged, SinkDegraded, Stalled, ...")
@@ -76,7 +68,7 @@ class HealthStatus(_Wire):
     streams: list[StreamStatus] = Field(default_factory=list)
 
 
-class AutoscalingStatus(_Wire):
+class AutoscalingStatus(Wire):
     """The last replica decision of the built-in autoscaler for one worker kind."""
 
     replicas: int
@@ -85,7 +77,7 @@ class AutoscalingStatus(_Wire):
     decided_at: str = Field(description="When the replicas last changed (RFC 3339).")
 
 
-class PipelineStatus(_Wire):
+class PipelineStatus(Wire):
     """Written by the operator; never edit it."""
 
     observed_generation: int = 0
