@@ -19,6 +19,7 @@ most of the client's CPU per entry.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -123,6 +124,7 @@ class ConsumerGroup:
     """Entries read by this object and not yet acked, dead-lettered or handed back."""
     _recover: bool = field(default=False, init=False)
     """A read failed after it may have been delivered entries: look for them first."""
+    _recovering: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
 
     @property
     def dead_letter_stream(self) -> str:
@@ -178,33 +180,38 @@ class ConsumerGroup:
         answered, a lost connection): pending for it, yet in no batch of its. They are taken
         again at once (XCLAIM, their delivery count kept: the lost delivery stands for this
         one) instead of waiting ``claim_idle_ms`` for XAUTOCLAIM."""
-        rows: Any = await self.client.xpending_range(
-            self.stream, self.group, "-", "+", count + len(self._in_flight), self.consumer
-        )
-        lost = [r for r in rows if _text(r["message_id"]) not in self._in_flight][:count]
-        if len(lost) < count:
-            self._recover = False  # every lost entry is found
-        if not lost:
-            return []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for row in lost:
-                pipe.xclaim(
-                    self.stream,
-                    self.group,
-                    self.consumer,
-                    0,
-                    [row["message_id"]],
-                    retrycount=int(row["times_delivered"]),
-                )
-            replies: Any = await pipe.execute()
-        entries = []
-        for row, claimed in zip(lost, replies, strict=True):
-            for entry_id, fields in claimed:
-                if fields is not None:
-                    entries.append(
-                        Entry(self.stream, _text(entry_id), fields, int(row["times_delivered"]))
+        async with self._recovering:  # lanes share this consumer: one looks at a time
+            if not self._recover:
+                return []
+            limit = count + len(self._in_flight)
+            rows: Any = await self.client.xpending_range(
+                self.stream, self.group, "-", "+", limit, self.consumer
+            )
+            lost = [r for r in rows if _text(r["message_id"]) not in self._in_flight][:count]
+            if len(rows) < limit and len(lost) < count:
+                self._recover = False  # the whole pending list seen: every lost entry found
+            if not lost:
+                return []
+            async with self.client.pipeline(transaction=False) as pipe:
+                for row in lost:
+                    pipe.xclaim(
+                        self.stream,
+                        self.group,
+                        self.consumer,
+                        0,
+                        [row["message_id"]],
+                        retrycount=int(row["times_delivered"]),
                     )
-        return entries
+                replies: Any = await pipe.execute()
+            entries = []
+            for row, claimed in zip(lost, replies, strict=True):
+                for entry_id, fields in claimed:
+                    if fields is not None:
+                        entries.append(
+                            Entry(self.stream, _text(entry_id), fields, int(row["times_delivered"]))
+                        )
+            self._in_flight.update(entry.id for entry in entries)  # before another lane looks
+            return entries
 
     async def _read_new(self, count: int, block_ms: int | None) -> list[Entry]:
         """XREADGROUP ``>``: entries never delivered to the group."""

@@ -594,6 +594,37 @@ async def test_entries_delivered_to_a_read_that_failed_are_taken_again_at_once(
         await proxy.close()
 
 
+async def test_lanes_reading_at_once_take_each_lost_entry_once(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Three reads lost at once (a worker paused while its three lanes waited in XREADGROUP,
+    as seen with SIGSTOP): the lanes' next reads, concurrent, take back every lost entry,
+    each exactly once, none left pending."""
+    parts = urlsplit(redis_url)
+    proxy = _ReplyDropper(parts.hostname or "127.0.0.1", parts.port or 6379)
+    port = await proxy.start()
+    client = async_client(redis_url.replace(f":{parts.port}/", f":{port}/"), socket_timeout=0.5)
+    try:
+        group = ConsumerGroup(client, STREAM, "g", "c1", claim_idle_ms=3_600_000)
+        await group.ensure()
+        # three lanes, three connections of the pool (the reclaim scan done meanwhile)
+        assert await asyncio.gather(*(group.read(10) for _ in range(3))) == [[], [], []]
+        ids = _add(redis_client, *({"n": i} for i in range(30)))
+        proxy.drop = True
+        failed = await asyncio.gather(*(group.read(10) for _ in range(3)), return_exceptions=True)
+        assert all(isinstance(f, ServiceUnavailable) for f in failed), failed
+        proxy.drop = False
+        batches = await asyncio.gather(*(group.read(10) for _ in range(3)))
+        got = [e.id for batch in batches for e in batch]
+        assert sorted(got) == sorted(ids) and len(set(got)) == 30
+        await group.ack(got)
+        assert await group.read(10) == []
+        assert redis_client.xpending(STREAM, "g")["pending"] == 0
+    finally:
+        await client.aclose()
+        await proxy.close()
+
+
 async def test_ack_failure_inside_the_transaction_is_reported(
     aclient: aioredis.Redis, redis_client: redis.Redis
 ) -> None:
