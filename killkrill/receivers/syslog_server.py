@@ -178,6 +178,8 @@ class SyslogServer:
             _, late = await asyncio.wait(writers, timeout=self.settings.drain_timeout)
             if late:
                 self._give_up.set()  # writers count what is left as lost and end
+                for connection in list(self._connections):
+                    connection.wakeup.set()  # one waiting for a cut frame's end, too
                 # An append already sent ends within the Redis socket timeout.
                 _, stuck = await asyncio.wait(late, timeout=self._socket_timeout + 1)
                 for task in stuck:
@@ -363,6 +365,7 @@ class _Connection(asyncio.Protocol):
         self.paused = False
         self.ended = False  # the sender closed (or the connection broke)
         self.finishing = False  # stop or idle: no more reading
+        self.completing = False  # finishing, but a frame is half read: read until it is whole
         self.partial_is_lost = False
         self.last_data = time.monotonic()
         metrics = server.metrics
@@ -378,7 +381,7 @@ class _Connection(asyncio.Protocol):
         self.writer = asyncio.create_task(self._write_loop(), name=f"syslog-{self.name}")
 
     def data_received(self, data: bytes) -> None:
-        if self.writer is None or self.finishing:
+        if self.writer is None or (self.finishing and not self.completing):
             return  # refused, or arriving after reading was stopped: never read
         self.last_data = time.monotonic()
         self._received.inc(len(data))
@@ -392,6 +395,13 @@ class _Connection(asyncio.Protocol):
             self.buffered += sum(len(frame) for frame in frames) + FRAME_OVERHEAD * len(frames)
             self.server._count_read(self.name, len(frames))
             self.wakeup.set()
+        if self.completing:
+            if not self.splitter.buffered:  # the frame the stop cut is whole: read no more
+                self.completing = False
+                with contextlib.suppress(RuntimeError, AttributeError):
+                    self.transport.pause_reading()  # type: ignore[union-attr]
+                self.wakeup.set()
+            return
         # Only complete frames count: the rest of one still arriving must be read.
         if not self.paused and self.buffered > self.limit:
             self._pause()
@@ -425,9 +435,15 @@ class _Connection(asyncio.Protocol):
         self.finishing = True
         self.partial_is_lost = partial_is_lost
         transport = self.transport
+        # A frame half read is read to its end first (its start is read: it must not be
+        # lost); the drain's deadline bounds the wait (then it is counted lost).
+        self.completing = partial_is_lost and self.splitter.buffered > 0 and not self.ended
         if transport is not None and not transport.is_closing():
             with contextlib.suppress(RuntimeError, AttributeError):
-                transport.pause_reading()
+                if self.completing:
+                    transport.resume_reading()
+                else:
+                    transport.pause_reading()
             if say_goodbye and transport.can_write_eof():
                 with contextlib.suppress(OSError, RuntimeError):
                     transport.write_eof()
@@ -471,8 +487,10 @@ class _Connection(asyncio.Protocol):
                     if self.paused and self.buffered <= self.limit // 2:
                         self._resume()
                     continue
-                if self.ended or self.finishing:
+                if self.ended or (self.finishing and not self.completing):
                     break
+                if self.completing and server._give_up.is_set():
+                    break  # the cut frame did not come whole in time: lost, counted below
                 self.wakeup.clear()
                 await self.wakeup.wait()
             await self._last_frame()
