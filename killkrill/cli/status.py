@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import click
 import orjson
 
+from killkrill.cli.options import pipeline_file, secrets_dir
+
 if TYPE_CHECKING:
     from killkrill.health import PipelineHealth
 
@@ -27,21 +29,10 @@ __all__ = ["status"]
 
 
 @click.command()
-@click.option(
-    "-f",
-    "--file",
-    "files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A Pipeline document (repeat for several). Default: the default pipeline.",
+@pipeline_file(
+    multiple=True, help="A Pipeline document (repeat for several). Default: the default pipeline."
 )
-@click.option(
-    "--secrets-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("secrets"),
-    show_default=True,
-    help="Where referenced Secrets are read: <dir>/<secret name>/<key>.",
-)
+@secrets_dir
 @click.option("--json", "as_json", is_flag=True, help="One JSON document instead of tables.")
 @click.option("--watch", is_flag=True, help="Show again every --interval seconds until Ctrl-C.")
 @click.option("--interval", default=2.0, show_default=True, help="Seconds between --watch reads.")

@@ -9,6 +9,7 @@ from types import FrameType
 
 import click
 
+from killkrill.cli.options import pipeline_file, secrets_dir
 from killkrill.dev.pipeline import LocalPipeline, Ports
 from killkrill.errors import KillKrillError
 
@@ -16,21 +17,12 @@ __all__ = ["up"]
 
 
 @click.command()
-@click.option(
-    "-f",
-    "--file",
-    "file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@pipeline_file(
+    multiple=False,
     help="Run the pipeline this Pipeline document describes (the YAML you would kubectl "
     "apply; its ports and auth apply, the other options do not).",
 )
-@click.option(
-    "--secrets-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("secrets"),
-    show_default=True,
-    help="With -f: where referenced Secrets are read, <dir>/<secret name>/<key>.",
-)
+@secrets_dir
 @click.option("--http-port", default=8080, show_default=True, help="Receivers' HTTP API port.")
 @click.option("--syslog-port", default=5140, show_default=True, help="Syslog UDP/TCP port.")
 @click.option("--auth/--no-auth", default=False, help="Require API keys (default off locally).")

@@ -30,6 +30,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     SecretStr,
     ValidationInfo,
     field_validator,
@@ -162,23 +163,30 @@ def _url_field(default: SecretStr, what: str) -> Any:
     )
 
 
-_NO_PASSWORD_RULE: dict[str, Any] = {
-    "x-kubernetes-validations": [
-        {
-            "rule": "!has(self.url) || !self.url.matches('^[^:/]+://[^/@]*:[^/@]*@')",
-            "message": "url must not hold a password: put it in a Secret and name "
-            "it with secretRef",
-            "fieldPath": ".url",
-        }
-    ]
-}
-"""The CEL twin of the URL check, for ``kubectl apply``."""
+def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One CEL rule of the CRD (``x-kubernetes-validations``): the twin, for ``kubectl
+    apply``, of a check the model makes in Python. Fields may be absent where a rule runs
+    (the API server checks the defaults too), hence the ``has()`` guards in the rules."""
+    return {"rule": rule, "message": message} | ({"fieldPath": field_path} if field_path else {})
+
+
+def _rules(*rules: dict[str, str]) -> ConfigDict:
+    """A model config carrying ``rules`` into the CRD schema."""
+    listed: list[JsonValue] = [dict(rule) for rule in rules]
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": listed})
+
+
+_NO_PASSWORD = _cel(
+    "!has(self.url) || !self.url.matches('^[^:/]+://[^/@]*:[^/@]*@')",
+    "url must not hold a password: put it in a Secret and name it with secretRef",
+    ".url",
+)
 
 
 class RedisSpec(Wire):
     """The Redis holding the pipeline's streams."""
 
-    model_config = ConfigDict(json_schema_extra=_NO_PASSWORD_RULE)
+    model_config = _rules(_NO_PASSWORD)
 
     url: str = _url_field(RedisSettings().url, "Redis")
     secret_ref: SecretKeyRef | None = Field(
@@ -191,7 +199,7 @@ class RedisSpec(Wire):
 class PostgresSpec(Wire):
     """The PostgreSQL database holding the metric aggregates."""
 
-    model_config = ConfigDict(json_schema_extra=_NO_PASSWORD_RULE)
+    model_config = _rules(_NO_PASSWORD)
 
     url: str = _url_field(
         SecretStr("postgresql://killkrill@127.0.0.1:5432/killkrill"), "PostgreSQL"
@@ -222,17 +230,13 @@ class EnrichmentSpec(Wire):
 class ElasticsearchSpec(Wire):
     """The Elasticsearch cluster logs are indexed into."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                *_NO_PASSWORD_RULE["x-kubernetes-validations"],
-                {
-                    "rule": "!has(self.username) || has(self.secretRef)",
-                    "message": "username needs secretRef (the Secret key holding its password)",
-                    "fieldPath": ".secretRef",
-                },
-            ]
-        }
+    model_config = _rules(
+        _NO_PASSWORD,
+        _cel(
+            "!has(self.username) || has(self.secretRef)",
+            "username needs secretRef (the Secret key holding its password)",
+            ".secretRef",
+        ),
     )
 
     url: str = _url_field(ElasticsearchSettings().url, "Elasticsearch")
@@ -281,17 +285,12 @@ class ElasticsearchSpec(Wire):
 class StreamsSpec(Wire):
     """The streams of the pipeline: the only ones receivers may write."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(self.logs) || !has(self.metrics) || "
-                    "(self.logs != self.metrics && (!has(self.extra) || "
-                    "self.extra.all(n, n != self.logs && n != self.metrics)))",
-                    "message": "a stream name is used twice among logs, metrics and extra",
-                }
-            ]
-        }
+    model_config = _rules(
+        _cel(
+            "!has(self.logs) || !has(self.metrics) || (self.logs != self.metrics && "
+            "(!has(self.extra) || self.extra.all(n, n != self.logs && n != self.metrics)))",
+            "a stream name is used twice among logs, metrics and extra",
+        )
     )
 
     logs: str = Field(
@@ -392,16 +391,12 @@ _SYSLOG = SyslogSettings()
 class SyslogTlsSpec(Wire):
     """Syslog over TLS (RFC 5425)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(self.enabled) || !self.enabled || has(self.secretRef)",
-                    "message": "tls.secretRef is required when tls.enabled is true",
-                    "fieldPath": ".secretRef",
-                }
-            ]
-        }
+    model_config = _rules(
+        _cel(
+            "!has(self.enabled) || !self.enabled || has(self.secretRef)",
+            "tls.secretRef is required when tls.enabled is true",
+            ".secretRef",
+        )
     )
 
     enabled: bool = Field(default=False, description="Listen for TLS.")
@@ -463,17 +458,13 @@ class RetrySpec(RetrySettings, Wire):
 class AutoscalingSpec(Wire):
     """Worker replicas from the stream's consumer-group lag."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!has(self.minReplicas) || !has(self.maxReplicas) || "
-                    "self.minReplicas <= self.maxReplicas",
-                    "message": "maxReplicas must be >= minReplicas",
-                    "fieldPath": ".maxReplicas",
-                }
-            ]
-        }
+    model_config = _rules(
+        _cel(
+            "!has(self.minReplicas) || !has(self.maxReplicas) || "
+            "self.minReplicas <= self.maxReplicas",
+            "maxReplicas must be >= minReplicas",
+            ".maxReplicas",
+        )
     )
 
     enabled: bool = Field(
@@ -641,12 +632,11 @@ class Metadata(BaseModel):
         return value
 
 
-NAME_RULE: dict[str, str] = {
-    "rule": f"self.metadata.name.size() <= {NAME_MAX} && "
-    f"self.metadata.name.matches('^{_NAME.pattern}$')",
-    "message": f"metadata.name must be 1-{NAME_MAX} lowercase letters, digits and '-', "
-    "starting with a letter (it names the pipeline's Services)",
-}
+NAME_RULE = _cel(
+    f"self.metadata.name.size() <= {NAME_MAX} && self.metadata.name.matches('^{_NAME.pattern}$')",
+    f"metadata.name must be 1-{NAME_MAX} lowercase letters, digits and '-', starting with a "
+    "letter (it names the pipeline's Services)",
+)
 """The CEL twin of the name check, on the resource's root schema."""
 
 
