@@ -16,6 +16,7 @@ these.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ from killkrill.config.pipeline import GROUP, PLURAL, VERSION
 from killkrill.errors import ServiceUnavailable
 from killkrill.health import Thresholds
 from killkrill.operator.kube import KubeClient, KubeConfig
+from killkrill.operator.metrics import ERROR, OK, PROBLEM, OperatorMetrics
 from killkrill.operator.reconcile import reconcile
 from killkrill.operator.render import MANAGED_BY
 
@@ -43,15 +45,23 @@ def registry(
     *,
     interval: float = RECONCILE_SECONDS,
     thresholds: Thresholds | None = None,
+    metrics: OperatorMetrics | None = None,
 ) -> kopf.OperatorRegistry:
-    """The operator's handlers over ``client``."""
+    """The operator's handlers over ``client`` (counting reconciles in ``metrics``)."""
     reg = kopf.OperatorRegistry()
+    counted = metrics or OperatorMetrics()
 
     def run(body: Mapping[str, Any], logger: logging.Logger | Any) -> None:
+        started = time.monotonic()
         try:
             outcome = reconcile(client, body, thresholds=thresholds)
         except ServiceUnavailable as exc:
+            counted.observe(ERROR, time.monotonic() - started)
             raise kopf.TemporaryError(str(exc), delay=10) from exc
+        except Exception:
+            counted.observe(ERROR, time.monotonic() - started)
+            raise
+        counted.observe(OK if outcome.problem is None else PROBLEM, time.monotonic() - started)
         if outcome.problem is not None:
             raise kopf.TemporaryError(
                 f"{outcome.problem.reason}: {outcome.problem.message}", delay=10

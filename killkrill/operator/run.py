@@ -9,7 +9,9 @@ what to do when not (no traceback). Then runs until SIGTERM/SIGINT:
   other and only the one of highest priority acts; the priority is random unless given,
   so of two replicas exactly one acts and the other takes over when it goes. Without the
   peering CRDs (``crds/kopf-peering.yaml``) the operator runs alone, with a warning;
-* ``/healthz`` on ``--health-port`` (kopf's liveness endpoint) for the pod's probe;
+* the ops port (``--health-port``, :class:`~killkrill.ops.OpsServer` on kopf's own event
+  loop): ``/healthz`` and ``/readyz`` (200 while the loop serves and the operator is not
+  stopping) for the pod's probes, ``/metrics`` (:mod:`.metrics`) for Prometheus;
 * kopf's progress and last-handled spec in small annotations (``killkrill.io/...``), not in
   the status the operator owns.
 """
@@ -29,6 +31,8 @@ from killkrill.config.crd import CRD_NAME
 from killkrill.errors import ConfigError, KubernetesApiError, ServiceUnavailable
 from killkrill.operator.handlers import RECONCILE_SECONDS, login, registry
 from killkrill.operator.kube import KubeClient, KubeConfig
+from killkrill.operator.metrics import OperatorMetrics
+from killkrill.ops import OpsServer
 from killkrill.stackdump import install_stack_dump
 
 __all__ = ["DEFAULT_PEERING", "run_operator"]
@@ -78,7 +82,8 @@ def run_operator(
     config = KubeConfig.load(kubeconfig)
     client = KubeClient(config)
     version = check_cluster(client)
-    reg = registry(client, interval=interval)
+    metrics = OperatorMetrics()
+    reg = registry(client, interval=interval, metrics=metrics)
     chosen_priority = priority if priority is not None else random.randint(1, 2**30)
 
     @kopf.on.login(registry=reg)
@@ -105,6 +110,7 @@ def run_operator(
             "peering": peering or "standalone",
             "priority": chosen_priority,
             "health": f"http://0.0.0.0:{health_port}/healthz",
+            "metrics": f"http://0.0.0.0:{health_port}/metrics",
         },
     )
 
@@ -114,16 +120,31 @@ def run_operator(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         install_stack_dump(loop)
-        await kopf.operator(
-            registry=reg,
-            clusterwide=not namespaces,
-            namespaces=list(namespaces),
-            standalone=peering is None,
-            peering_name=peering,
-            priority=chosen_priority,
-            liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz",
-            stop_flag=stop,
+
+        async def ready() -> tuple[bool, str]:
+            stopping = stop.is_set()
+            return not stopping, "stopping" if stopping else "ok"
+
+        ops = OpsServer(
+            "0.0.0.0",
+            health_port,
+            registry=metrics.registry,
+            ready=ready,
+            alive=lambda: not stop.is_set(),
         )
+        await ops.start()
+        try:
+            await kopf.operator(
+                registry=reg,
+                clusterwide=not namespaces,
+                namespaces=list(namespaces),
+                standalone=peering is None,
+                peering_name=peering,
+                priority=chosen_priority,
+                stop_flag=stop,
+            )
+        finally:
+            await ops.stop()
 
     try:
         asyncio.run(main())
