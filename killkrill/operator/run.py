@@ -10,8 +10,8 @@ what to do when not (no traceback). Then runs until SIGTERM/SIGINT:
   so of two replicas exactly one acts and the other takes over when it goes. Without the
   peering CRDs (``crds/kopf-peering.yaml``) the operator runs alone, with a warning;
 * the ops port (``--health-port``, :class:`~killkrill.ops.OpsServer` on kopf's own event
-  loop): ``/healthz`` and ``/readyz`` (200 while the loop serves and the operator is not
-  stopping) for the pod's probes, ``/metrics`` (:mod:`.metrics`) for Prometheus;
+  loop): ``/healthz`` and ``/readyz`` (200 while the loop serves: a wedged loop fails them)
+  for the pod's probes, ``/metrics`` (:mod:`.metrics`) for Prometheus;
 * kopf's progress and last-handled spec in small annotations (``killkrill.io/...``), not in
   the status the operator owns.
 """
@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,23 +114,14 @@ def run_operator(
     )
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        install_stack_dump(loop)
+        # kopf owns SIGTERM/SIGINT (its handlers replace any set before it starts): a stop
+        # flag of ours would never be set, and kopf waits 5 s for the task watching it.
+        install_stack_dump(asyncio.get_running_loop())
 
         async def ready() -> tuple[bool, str]:
-            stopping = stop.is_set()
-            return not stopping, "stopping" if stopping else "ok"
+            return True, "ok"
 
-        ops = OpsServer(
-            "0.0.0.0",
-            health_port,
-            registry=metrics.registry,
-            ready=ready,
-            alive=lambda: not stop.is_set(),
-        )
+        ops = OpsServer("0.0.0.0", health_port, registry=metrics.registry, ready=ready)
         await ops.start()
         try:
             await kopf.operator(
@@ -141,7 +131,6 @@ def run_operator(
                 standalone=peering is None,
                 peering_name=peering,
                 priority=chosen_priority,
-                stop_flag=stop,
             )
         finally:
             await ops.stop()
