@@ -123,8 +123,8 @@ def test_install_upgrade_uninstall(
     assert f"helm test {release} -n {ns}" in out
     assert f"kubectl -n {ns} apply -f examples/pipeline.yaml" in out
     assert f"kubectl -n {ns} get kkp" in out
-    assert f"kubectl -n {ns} port-forward service/example-receiver 8080:8080" in out
-    assert "curl -XPOST localhost:8080/api/v1/logs" in out
+    assert f"kubectl -n {ns} port-forward service/example-receiver 8081:8081" in out
+    assert "curl -XPOST localhost:8081/api/v1/logs" in out
 
     rendered = {
         (d["kind"], d["metadata"]["name"]): d
