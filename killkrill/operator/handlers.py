@@ -5,6 +5,8 @@
   refreshes the data plane's status, runs the autoscaler;
 * an owned Deployment, Service or ConfigMap edited or deleted by hand: reconcile its
   Pipeline at once (it is put back);
+* no finalizer: a Pipeline is deleted whether an operator runs or not (see
+  :func:`_without_finalizers`);
 * a problem (missing Secret, Redis down, an object refused): kopf retries with backoff
   (:class:`kopf.TemporaryError`), the status and an Event say what to fix; never a
   traceback loop.
@@ -15,12 +17,14 @@ these.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from kopf._core.intents import handlers as kopf_handlers
 
 from killkrill.config.pipeline import GROUP, PLURAL, VERSION
 from killkrill.errors import ServiceUnavailable
@@ -100,7 +104,27 @@ def registry(
     ):
         kopf.on.update(api, plural, field=declared, labels=_OWNED, registry=reg)(owner_changed)
         kopf.on.delete(api, plural, labels=_OWNED, optional=True, registry=reg)(owner_changed)
+    _without_finalizers(reg)
     return reg
+
+
+def _without_finalizers(reg: kopf.OperatorRegistry) -> None:
+    """The timer without kopf's finalizer on every Pipeline.
+
+    kopf gives every object one of its timers serves a finalizer (so that the timer stops
+    before the object goes). A Pipeline needs none: all it makes is owned by it (garbage-
+    collected) and a reconcile is idempotent; kopf stops the timer when the object is gone.
+    With one, a Pipeline could not be deleted once no operator ran: ``helm uninstall``
+    deletes the operator before the example Pipeline, and a namespace holding Pipelines
+    stayed Terminating for ever. kopf has no option for it: the registered handler is
+    replaced by a copy without (and kopf removes the finalizer it added to existing ones)."""
+    spawning = reg._spawning
+    spawning._handlers = [
+        dataclasses.replace(h, requires_finalizer=False)
+        if isinstance(h, kopf_handlers.TimerHandler)
+        else h
+        for h in spawning._handlers
+    ]
 
 
 def login(config: KubeConfig) -> kopf.ConnectionInfo:

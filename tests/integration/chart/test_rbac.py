@@ -256,3 +256,13 @@ def test_the_operator_reconciles_with_the_charts_rbac_alone(
     assert code == 0, output[-4000:]
     for refused in ("403", "Forbidden", "forbidden", "Not enough permissions"):
         assert refused not in output, f"{refused!r} in the operator's log:\n{output[-4000:]}"
+    # No operator runs now (as after `helm uninstall`): the Pipeline still goes (no finalizer
+    # waits for one), and what it made with it.
+    pipeline = kube.get(API, "Pipeline", "rbac", ns)
+    assert pipeline is not None and not pipeline["metadata"].get("finalizers"), pipeline["metadata"]
+    assert kube.delete(API, "Pipeline", "rbac", ns)
+    wait_for(
+        lambda: kube.get(API, "Pipeline", "rbac", ns) is None
+        and kube.get("apps/v1", "Deployment", "rbac-receiver", ns) is None,
+        30, "the Pipeline and its Deployments gone",
+    )  # fmt: skip
