@@ -62,8 +62,12 @@ run: services ## The main job: start the services, run the pipeline end to end o
 up: services ## The pipeline in the foreground (receivers :8080, syslog :5140) until Ctrl-C
 	$(SERVICES_ENV); $(KK) up
 
-crds: install ## Write crds/pipelines.killkrill.io.yaml from the Pipeline model (a test compares them)
-	$(BIN)/python -m killkrill.config.crd crds/pipelines.killkrill.io.yaml
+CHART := charts/killkrill
+
+crds: install ## Write the Pipeline CRD (crds/ and the chart's copy) and the chart's values schema $$defs from the model (tests compare them)
+	$(BIN)/python -m killkrill.config.crd crds/pipelines.killkrill.io.yaml $(CHART)/files/crds/pipelines.killkrill.io.yaml
+	cp crds/kopf-peering.yaml $(CHART)/crds/kopf-peering.yaml
+	$(BIN)/python -m killkrill.config.chart $(CHART)/values.schema.json
 
 lint: install ## ruff (lint + format check), mypy --strict, import layering
 	$(BIN)/ruff check .

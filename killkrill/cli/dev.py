@@ -231,9 +231,23 @@ def docker_base(rebuild: bool) -> None:
     help="Runtime base (default: the local killkrill/debian:bookworm, built when missing).",
 )
 @click.option("--build-image", help="Build stage base (default: the local build base).")
-def docker_image(context: Path, base_image: str | None, build_image: str | None) -> None:
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="Tag the image so (repeatable), instead of killkrill/killkrill:<version> and :dev.",
+)
+@click.option("--push", is_flag=True, help="Push every tag to its registry after the build.")
+def docker_image(
+    context: Path,
+    base_image: str | None,
+    build_image: str | None,
+    tags: tuple[str, ...],
+    push: bool,
+) -> None:
     """Build the KillKrill image (killkrill/killkrill:<version> and :dev) with BuildKit, the
-    host's pip settings and CA bundle passed as build secrets."""
+    host's pip settings and CA bundle passed as build secrets. skaffold's custom builder
+    runs it with --tag "$IMAGE" (see skaffold.yaml)."""
     from killkrill.dev.image import build_image as build
 
     build(
@@ -241,5 +255,7 @@ def docker_image(context: Path, base_image: str | None, build_image: str | None)
         context,
         base_image=base_image,
         build_image=build_image,
+        tags=tags,
+        push=push,
         echo=lambda line: click.echo(line, err=True),
     )

@@ -23,7 +23,12 @@ __all__ = ["operator"]
 )
 @click.option("--standalone", is_flag=True, help="No peering: act whatever other operators do.")
 @click.option("--priority", type=int, help="Peering priority (default: random per process).")
-@click.option("--health-port", default=8081, show_default=True, help="Port of /healthz (liveness).")
+@click.option(
+    "--health-port",
+    default=8081,
+    show_default=True,
+    help="Port of /healthz, /readyz (probes) and /metrics.",
+)
 @click.option(
     "--interval",
     default=15.0,

@@ -7,7 +7,8 @@ alternatives as ``nullable``, numeric exclusive bounds in the v3.0 form, titles 
 every object field with a default of its own defaulted to ``{}`` so the API server fills
 in the nested defaults. The CEL rules (``x-kubernetes-validations``) come from the models
 too, beside the pydantic validators they mirror. ``make crds`` writes
-``crds/pipelines.killkrill.io.yaml``; a test fails when the checked-in file differs.
+``crds/pipelines.killkrill.io.yaml`` and the Helm chart's copy
+(``charts/killkrill/files/crds/``); a test fails when either differs.
 """
 
 from __future__ import annotations
@@ -189,15 +190,16 @@ def crd_yaml() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m killkrill.config.crd [FILE]``: write the CRD YAML to FILE (or stdout)."""
+    """``python -m killkrill.config.crd [FILE]...``: write the CRD YAML to each FILE (the
+    repository's ``crds/`` and the Helm chart's copy), or to stdout."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     text = crd_yaml()
-    if args:
-        with open(args[0], "w", encoding="utf-8") as f:
+    for path in args:
+        with open(path, "w", encoding="utf-8") as f:
             f.write(text)
-    else:
+    if not args:
         sys.stdout.write(text)
 
 

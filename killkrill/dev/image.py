@@ -1,7 +1,8 @@
 """The KillKrill container image, built on the local engine from the local Debian bases.
 
 ``killkrill dev docker image`` (``make image``) builds the repository's ``Dockerfile`` with
-BuildKit and tags ``killkrill/killkrill:<version>`` and ``killkrill/killkrill:dev``.
+BuildKit and tags ``killkrill/killkrill:<version>`` and ``killkrill/killkrill:dev`` (or the
+tags given, e.g. the one skaffold chose, and pushes them with ``--push``).
 
 pip in the build reaches its index the way pip on this host does: the host's pip settings
 (index URLs, trusted hosts, proxy, timeout; ``pip config list``, ``PIP_*`` included) are
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,11 +212,14 @@ def build_image(
     *,
     base_image: str | None = None,
     build_image: str | None = None,
+    tags: Sequence[str] = (),
+    push: bool = False,
     echo: Callable[[str], None] = print,
 ) -> BuiltImage:
     """Build ``context``'s Dockerfile on ``engine``: on the local Debian bases (built first
     when missing, cached by recipe) unless ``base_image`` names another, e.g. an official
-    ``python:3.11-slim-bookworm`` a registry serves."""
+    ``python:3.11-slim-bookworm`` a registry serves. Tagged with ``tags`` (default:
+    :func:`image_tags`); ``push`` pushes each tag to its registry afterwards."""
     if not (context / "Dockerfile").is_file():
         raise DevServiceError(f"{context} has no Dockerfile: run this from the repository")
     if not engine.running():
@@ -226,7 +230,7 @@ def build_image(
     docker, env = buildkit_client(engine)
     settings = host_pip_settings()
     ca = host_ca_bundle(settings, os.environ)
-    tags = image_tags()
+    tags = tuple(tags) or image_tags()
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="killkrill-build-") as secrets:
         pipconf = Path(secrets) / "pip.conf"
@@ -265,4 +269,9 @@ def build_image(
     )
     built = BuiltImage(tags, int(size.stdout.strip()), seconds)
     echo(built.line())
+    for tag in tags if push else ():
+        echo(f"pushing {tag} ...")
+        pushed = subprocess.run([docker, "push", tag], env=env, check=False, timeout=3600)
+        if pushed.returncode != 0:
+            raise DevServiceError(f"docker push {tag} failed with exit code {pushed.returncode}")
     return built

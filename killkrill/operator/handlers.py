@@ -5,6 +5,8 @@
   refreshes the data plane's status, runs the autoscaler;
 * an owned Deployment, Service or ConfigMap edited or deleted by hand: reconcile its
   Pipeline at once (it is put back);
+* no finalizer: a Pipeline is deleted whether an operator runs or not (see
+  :func:`_without_finalizers`);
 * a problem (missing Secret, Redis down, an object refused): kopf retries with backoff
   (:class:`kopf.TemporaryError`), the status and an Event say what to fix; never a
   traceback loop.
@@ -15,16 +17,20 @@ these.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from kopf._core.intents import handlers as kopf_handlers
 
 from killkrill.config.pipeline import GROUP, PLURAL, VERSION
 from killkrill.errors import ServiceUnavailable
 from killkrill.health import Thresholds
 from killkrill.operator.kube import KubeClient, KubeConfig
+from killkrill.operator.metrics import ERROR, OK, PROBLEM, OperatorMetrics
 from killkrill.operator.reconcile import reconcile
 from killkrill.operator.render import MANAGED_BY
 
@@ -43,15 +49,23 @@ def registry(
     *,
     interval: float = RECONCILE_SECONDS,
     thresholds: Thresholds | None = None,
+    metrics: OperatorMetrics | None = None,
 ) -> kopf.OperatorRegistry:
-    """The operator's handlers over ``client``."""
+    """The operator's handlers over ``client`` (counting reconciles in ``metrics``)."""
     reg = kopf.OperatorRegistry()
+    counted = metrics or OperatorMetrics()
 
     def run(body: Mapping[str, Any], logger: logging.Logger | Any) -> None:
+        started = time.monotonic()
         try:
             outcome = reconcile(client, body, thresholds=thresholds)
         except ServiceUnavailable as exc:
+            counted.observe(ERROR, time.monotonic() - started)
             raise kopf.TemporaryError(str(exc), delay=10) from exc
+        except Exception:
+            counted.observe(ERROR, time.monotonic() - started)
+            raise
+        counted.observe(OK if outcome.problem is None else PROBLEM, time.monotonic() - started)
         if outcome.problem is not None:
             raise kopf.TemporaryError(
                 f"{outcome.problem.reason}: {outcome.problem.message}", delay=10
@@ -90,7 +104,27 @@ def registry(
     ):
         kopf.on.update(api, plural, field=declared, labels=_OWNED, registry=reg)(owner_changed)
         kopf.on.delete(api, plural, labels=_OWNED, optional=True, registry=reg)(owner_changed)
+    _without_finalizers(reg)
     return reg
+
+
+def _without_finalizers(reg: kopf.OperatorRegistry) -> None:
+    """The timer without kopf's finalizer on every Pipeline.
+
+    kopf gives every object one of its timers serves a finalizer (so that the timer stops
+    before the object goes). A Pipeline needs none: all it makes is owned by it (garbage-
+    collected) and a reconcile is idempotent; kopf stops the timer when the object is gone.
+    With one, a Pipeline could not be deleted once no operator ran: ``helm uninstall``
+    deletes the operator before the example Pipeline, and a namespace holding Pipelines
+    stayed Terminating for ever. kopf has no option for it: the registered handler is
+    replaced by a copy without (and kopf removes the finalizer it added to existing ones)."""
+    spawning = reg._spawning
+    spawning._handlers = [
+        dataclasses.replace(h, requires_finalizer=False)
+        if isinstance(h, kopf_handlers.TimerHandler)
+        else h
+        for h in spawning._handlers
+    ]
 
 
 def login(config: KubeConfig) -> kopf.ConnectionInfo:

@@ -9,7 +9,9 @@ what to do when not (no traceback). Then runs until SIGTERM/SIGINT:
   other and only the one of highest priority acts; the priority is random unless given,
   so of two replicas exactly one acts and the other takes over when it goes. Without the
   peering CRDs (``crds/kopf-peering.yaml``) the operator runs alone, with a warning;
-* ``/healthz`` on ``--health-port`` (kopf's liveness endpoint) for the pod's probe;
+* the ops port (``--health-port``, :class:`~killkrill.ops.OpsServer` on kopf's own event
+  loop): ``/healthz`` and ``/readyz`` (200 while the loop serves: a wedged loop fails them)
+  for the pod's probes, ``/metrics`` (:mod:`.metrics`) for Prometheus;
 * kopf's progress and last-handled spec in small annotations (``killkrill.io/...``), not in
   the status the operator owns.
 """
@@ -19,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,8 @@ from killkrill.config.crd import CRD_NAME
 from killkrill.errors import ConfigError, KubernetesApiError, ServiceUnavailable
 from killkrill.operator.handlers import RECONCILE_SECONDS, login, registry
 from killkrill.operator.kube import KubeClient, KubeConfig
+from killkrill.operator.metrics import OperatorMetrics
+from killkrill.ops import OpsServer
 from killkrill.stackdump import install_stack_dump
 
 __all__ = ["DEFAULT_PEERING", "run_operator"]
@@ -78,7 +81,8 @@ def run_operator(
     config = KubeConfig.load(kubeconfig)
     client = KubeClient(config)
     version = check_cluster(client)
-    reg = registry(client, interval=interval)
+    metrics = OperatorMetrics()
+    reg = registry(client, interval=interval, metrics=metrics)
     chosen_priority = priority if priority is not None else random.randint(1, 2**30)
 
     @kopf.on.login(registry=reg)
@@ -105,25 +109,31 @@ def run_operator(
             "peering": peering or "standalone",
             "priority": chosen_priority,
             "health": f"http://0.0.0.0:{health_port}/healthz",
+            "metrics": f"http://0.0.0.0:{health_port}/metrics",
         },
     )
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        install_stack_dump(loop)
-        await kopf.operator(
-            registry=reg,
-            clusterwide=not namespaces,
-            namespaces=list(namespaces),
-            standalone=peering is None,
-            peering_name=peering,
-            priority=chosen_priority,
-            liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz",
-            stop_flag=stop,
-        )
+        # kopf owns SIGTERM/SIGINT (its handlers replace any set before it starts): a stop
+        # flag of ours would never be set, and kopf waits 5 s for the task watching it.
+        install_stack_dump(asyncio.get_running_loop())
+
+        async def ready() -> tuple[bool, str]:
+            return True, "ok"
+
+        ops = OpsServer("0.0.0.0", health_port, registry=metrics.registry, ready=ready)
+        await ops.start()
+        try:
+            await kopf.operator(
+                registry=reg,
+                clusterwide=not namespaces,
+                namespaces=list(namespaces),
+                standalone=peering is None,
+                peering_name=peering,
+                priority=chosen_priority,
+            )
+        finally:
+            await ops.stop()
 
     try:
         asyncio.run(main())
