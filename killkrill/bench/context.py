@@ -56,6 +56,22 @@ class BenchContext:
     """Results of the scenarios run so far (latency reads e2e's)."""
     _http: httpx.Client | None = None
 
+    # --- rounds ----------------------------------------------------------------------------
+
+    @property
+    def total_rounds(self) -> int:
+        """Rounds to run: the warm-up one (when on) and the counted ones."""
+        return int(self.warmup) + self.rounds
+
+    def counted(self, n: int) -> bool:
+        """Whether round ``n`` (0-based, of :attr:`total_rounds`) counts."""
+        return n >= int(self.warmup)
+
+    def round_label(self, key: str, n: int) -> str:
+        if not self.counted(n):
+            return f"{key} warm-up"
+        return f"{key} round {n + 1 - int(self.warmup)}/{self.rounds}"
+
     # --- Elasticsearch ---------------------------------------------------------------------
 
     @property

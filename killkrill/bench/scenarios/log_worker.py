@@ -354,16 +354,14 @@ def run(ctx: BenchContext) -> list[ScenarioResult]:
             )  # fmt: skip
             with placement as where:
                 ctx.echo(f"  CPUs: {where}")
-                for n in range(int(ctx.warmup) + ctx.rounds):
-                    label = f"{key} round {n + 1 - int(ctx.warmup)}" if n >= ctx.warmup else (
-                        f"{key} warm-up"
-                    )  # fmt: skip
+                for n in range(ctx.total_rounds):
+                    label = ctx.round_label(key, n)
                     loader, worker = one_round(
                         ctx.redis_url, ctx.es_url, prefix, payloads, bulk, in_flight, es, r
                     )
                     ctx.echo(loader.line(f"  {label}: bare _bulk loader"))
                     ctx.echo(worker.line(f"  {label}: log worker     "))
-                    if n >= int(ctx.warmup):
+                    if ctx.counted(n):
                         result.add("bare-loader", loader.figures())
                         result.add("worker", worker.figures())
             results.append(result)
