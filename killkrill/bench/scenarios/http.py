@@ -20,9 +20,11 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
+import redis
 
 from killkrill.bench.context import KILLKRILL, BenchContext, stop_process
 from killkrill.bench.peers import ensure_tools, repo_root
@@ -139,8 +141,7 @@ def run(ctx: BenchContext) -> list[ScenarioResult]:
                     "requests_per_s": rps,
                     "cpu_s_per_100k": usage.cpu_s / max(stored, 1) * 100_000,
                 }
-                entry = client.xrange(STREAM, count=1)[0][1]
-                payload = entry[b"data"]
+                payload = _first_payload(client)
                 client.flushdb()
                 requests = max(int(stored), 1000)
                 meter = TreeMeter(lambda: {redis_pid: "redis"}).start()
@@ -169,6 +170,14 @@ def run(ctx: BenchContext) -> list[ScenarioResult]:
         log.close()
         ctx.flush_redis()
     return results
+
+
+def _first_payload(client: redis.Redis) -> bytes:
+    """The data of the stream's first entry: a record as the receiver stored it."""
+    entries: Any = client.xrange(STREAM, count=1)
+    data = entries[0][1][b"data"]
+    assert isinstance(data, bytes)
+    return data
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
