@@ -100,16 +100,18 @@ def run_round(
     pause: Pause | None = None,
     timeout: float = 600.0,
     stall: float = 30.0,
+    poll: float = 0.2,
 ) -> Outcome:
     """Start ``contender`` on indices ``<prefix>-*``, send ``payloads`` (one connection
     each), wait until every message sent is searchable (or nothing more arrives for
-    ``stall`` seconds once sending is over and Elasticsearch runs), then stop it."""
+    ``stall`` seconds once sending is over and Elasticsearch runs), then stop it.
+    ``_count`` is polled every ``poll`` seconds."""
     total = sum(len(p.ends) for p in payloads)
     ctx.delete_indices(f"{prefix}-*")
     contender.start(prefix)
     try:
         try:
-            outcome = _measure(ctx, contender, payloads, total, rate, pause, timeout, stall)
+            outcome = _measure(ctx, contender, payloads, total, rate, pause, timeout, stall, poll)
         except BaseException:
             contender.stop()
             raise
@@ -128,10 +130,11 @@ def _measure(
     pause: Pause | None,
     timeout: float,
     stall: float,
+    poll: float,
 ) -> Outcome:
     es_pid = ctx.services.elasticsearch_pid()
     pattern = contender.index_pattern
-    searchable = Searchable(ctx.es_url, pattern)
+    searchable = Searchable(ctx.es_url, pattern, interval=poll)
     timeline: list[tuple[float, int]] = []
     results: list[SendResult] = []
     sender_done = threading.Event()
