@@ -126,15 +126,17 @@ def send(
     rate: float | None = None,
     timeout: float = 600.0,
     timeline: list[tuple[float, int]] | None = None,
+    stop: threading.Event | None = None,
 ) -> SendResult:
-    """Send each payload on its own connection (to ``ports`` in turn) until all is sent or
-    ``timeout`` seconds pass; ``rate`` messages/s in total, or as fast as possible.
-    ``timeline`` (appended to while sending) lets another thread follow the progress."""
+    """Send each payload on its own connection (to ``ports`` in turn) until all is sent,
+    ``timeout`` seconds pass or ``stop`` is set; ``rate`` messages/s in total, or as fast
+    as possible. ``timeline`` (appended to while sending) lets another thread follow the
+    progress."""
     per_conn = rate / len(payloads) if rate else None
     done = [0] * len(payloads)
     timeline = [] if timeline is None else timeline
     lock = threading.Lock()
-    stop = threading.Event()
+    stop = stop or threading.Event()
     deadline = time.monotonic() + timeout
     errors: list[str] = []
 

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -129,6 +130,26 @@ def _cpu_model() -> str:
     return platform.processor()
 
 
+def _run_part(ctx: BenchContext, part: str, failed: dict[str, str]) -> list[ScenarioResult]:
+    """Run one scenario module; a failure is recorded (its traceback in the work directory's
+    log) and the run goes on with the next one."""
+    module = importlib.import_module(f"killkrill.bench.scenarios.{part}")
+    runner: Callable[[BenchContext], list[ScenarioResult]] = module.run
+    began = time.monotonic()
+    try:
+        produced = runner(ctx)
+    except Exception as exc:
+        failed[part] = f"{type(exc).__name__}: {exc}"
+        with ctx.log(f"failed-{part}").open("a") as log:
+            log.write(traceback.format_exc())
+        ctx.echo(f"--- {part} FAILED: {failed[part]} (traceback: {ctx.log(f'failed-{part}')})")
+        return []
+    for result in produced:
+        result.params["wall_s"] = round(time.monotonic() - began, 1)
+        ctx.done[result.key] = result
+    return produced
+
+
 @dataclass(frozen=True)
 class BenchRun:
     """What :func:`run_bench` wrote and the table it made."""
@@ -171,27 +192,20 @@ def run_bench(options: BenchOptions, echo: Echo = print) -> BenchRun:
         warmup=not options.quick,
     )
     results: list[ScenarioResult] = []
-    about = {"machine": machine(services)}
+    about: dict[str, Any] = {}
     failed: dict[str, str] = {}
     try:
+        about["machine"] = machine(services)
         if services.elasticsearch_url:
             ctx.put_peer_template()
         for name in chosen:
             echo(f"--- {name}: {SCENARIOS[name]}")
             for part in _MODULES[name]:
-                module = importlib.import_module(f"killkrill.bench.scenarios.{part}")
-                runner: Callable[[BenchContext], list[ScenarioResult]] = module.run
-                began = time.monotonic()
-                try:
-                    produced = runner(ctx)
-                except KillKrillError as exc:
-                    failed[part] = str(exc)
-                    echo(f"--- {name} ({part}) FAILED: {exc}")
-                    continue
-                for result in produced:
-                    result.params["wall_s"] = round(time.monotonic() - began, 1)
-                    ctx.done[result.key] = result
+                produced = _run_part(ctx, part, failed)
                 results.extend(produced)
+    except BaseException:
+        echo(f"bench interrupted; the processes' logs are in {workdir}")
+        raise
     finally:
         try:
             if services.elasticsearch_url:
@@ -213,7 +227,11 @@ def run_bench(options: BenchOptions, echo: Echo = print) -> BenchRun:
         "pause_rounds": ctx.pause_rounds,
         "started": started.isoformat(),
         "finished": finished.isoformat(),
-        "command": "killkrill bench " + " ".join(chosen) + (" --quick" if options.quick else ""),
+        "command": " ".join(
+            ["killkrill bench", *chosen]
+            + (["--quick"] if options.quick else [])
+            + ([f"--rounds {options.rounds}"] if options.rounds else [])
+        ),
         "failed": failed,
         **about,
     }

@@ -108,9 +108,9 @@ def run_round(
     ``_count`` is polled every ``poll`` seconds."""
     total = sum(len(p.ends) for p in payloads)
     ctx.delete_indices(f"{prefix}-*")
-    contender.start(prefix)
     try:
         try:
+            contender.start(prefix)
             outcome = _measure(ctx, contender, payloads, total, rate, pause, timeout, stall, poll)
         except BaseException:
             contender.stop()
@@ -139,24 +139,34 @@ def _measure(
     results: list[SendResult] = []
     sender_done = threading.Event()
     pausing = threading.Event()
+    abort = threading.Event()
+    """Set when the round ends early (an error, Ctrl-C): the threads stop at once."""
     resumed: list[float] = []
 
     def sender() -> None:
         try:
             results.append(
-                send(contender.ports, payloads, rate=rate, timeout=timeout, timeline=timeline)
+                send(
+                    contender.ports,
+                    payloads,
+                    rate=rate,
+                    timeout=timeout,
+                    timeline=timeline,
+                    stop=abort,
+                )
             )
         finally:
             sender_done.set()
 
     def pauser(p: Pause) -> None:
         while not sender_done.is_set() and (timeline[-1][1] if timeline else 0) < p.after:
-            time.sleep(0.01)
+            if abort.wait(0.01):
+                return
         pausing.set()
         try:
             with paused(es_pid):
                 ctx.echo(f"  elasticsearch paused for {p.seconds:g}s (SIGSTOP pid {es_pid})")
-                time.sleep(p.seconds)
+                abort.wait(p.seconds)
         finally:
             resumed.append(time.time())
             pausing.clear()
@@ -184,6 +194,9 @@ def _measure(
         searchable.wait_for(
             target, stall=stall, deadline=time.monotonic() + timeout + stall, ready=ready
         )
+    except BaseException:
+        abort.set()  # the pauser resumes Elasticsearch, the sender stops
+        raise
     finally:
         usage = meter.stop()
         es_usage = es_meter.stop()
