@@ -112,6 +112,7 @@ class TreeMeter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._final = TreeUsage(0.0, 0.0, 0)
 
     def _sample(self, *, baseline: bool = False) -> None:
         total = 0
@@ -144,11 +145,14 @@ class TreeMeter:
         return self._usage()
 
     def stop(self) -> TreeUsage:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._sample()
-        return self._usage()
+        """Stop sampling (once; later calls return the same usage)."""
+        if not self._stop.is_set():
+            self._stop.set()
+            if self._thread is not None:
+                self._thread.join()
+            self._sample()
+            self._final = self._usage()
+        return self._final
 
     def _usage(self) -> TreeUsage:
         with self._lock:

@@ -41,6 +41,7 @@ from elasticsearch import Elasticsearch
 from pydantic import SecretStr
 
 from killkrill.bench.context import BenchContext
+from killkrill.bench.proctree import read_proc
 from killkrill.bench.results import Metric, ScenarioResult
 from killkrill.config import ElasticsearchSettings
 from killkrill.esclient import elasticsearch_client
@@ -134,16 +135,30 @@ class Run:
 
 
 class Meters:
-    """CPU seconds of Elasticsearch (all nodes) and Redis, read from their own stats."""
+    """CPU seconds of Elasticsearch and Redis: from ``/proc`` when they run on this machine
+    (exact), else from their own stats (``_nodes/stats`` refreshes its figure only about
+    once a second, too coarse for a short run)."""
 
     def __init__(self, es: Elasticsearch, r: redis.Redis) -> None:
         self.es, self.r = es, r
+        nodes: Any = es.nodes.info(metric="process").body["nodes"]
+        pids = [int(n["process"]["id"]) for n in nodes.values()]
+        local = [pid for pid in pids if (s := read_proc(pid)) is not None and s.name == "java"]
+        self.es_pids = local if len(local) == len(pids) else []
+        redis_pid = int(r.info("server")["process_id"])
+        self.redis_pid = redis_pid if read_proc(redis_pid) is not None else None
 
     def read(self) -> tuple[float, float]:
-        nodes: Any = self.es.nodes.stats(metric="process").body["nodes"]
-        es_ms = sum(n["process"]["cpu"]["total_in_millis"] for n in nodes.values())
+        if self.es_pids:
+            es_s = sum(s.cpu_s for pid in self.es_pids if (s := read_proc(pid)) is not None)
+        else:
+            nodes: Any = self.es.nodes.stats(metric="process").body["nodes"]
+            es_s = sum(n["process"]["cpu"]["total_in_millis"] for n in nodes.values()) / 1000
+        sample = read_proc(self.redis_pid) if self.redis_pid is not None else None
+        if sample is not None:
+            return es_s, sample.cpu_s
         info: Any = self.r.info("cpu")
-        return es_ms / 1000, float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+        return es_s, float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 # --- the two sides, each in its own process ------------------------------------------------

@@ -127,19 +127,31 @@ class Side:
     cpu_s: float
 
 
-def run_worker(config: dict[str, object], n: int) -> Side:
+def run_worker(
+    config: dict[str, object], n: int, done: Callable[[], object] = lambda: None
+) -> Side:
+    """Drain the stream with one worker; ``done()`` is called at the end of the clock,
+    before the worker's connections close (their server processes end with them)."""
     worker = MetricsWorker(config)
     try:
         cpu, started = _cpu(), time.perf_counter()
         result = asyncio.run(worker.process_stream_async(STREAM))
         side = Side(time.perf_counter() - started, _cpu() - cpu)
+        done()
     finally:
         worker.close()
     assert result.success == n, dict(result)
     return side
 
 
-def run_loader(url: str, data: list[bytes], batch: int, bucket_seconds: int) -> tuple[Side, int]:
+def run_loader(
+    url: str,
+    data: list[bytes],
+    batch: int,
+    bucket_seconds: int,
+    done: Callable[[], object] = lambda: None,
+) -> tuple[Side, int]:
+    """Upsert the pre-folded rows; ``done()`` as for :func:`run_worker`."""
     samples = [parse_sample(p) for p in data]
     batches = [
         aggregate(samples[i : i + batch], bucket_seconds) for i in range(0, len(samples), batch)
@@ -156,15 +168,19 @@ def run_loader(url: str, data: list[bytes], batch: int, bucket_seconds: int) -> 
             raw.commit()
             rows += len(groups)
         side = Side(time.perf_counter() - started, _cpu() - cpu)
+        done()
     finally:
         raw.close()
         store.engine.dispose()
     return side, rows
 
 
-def _metered(pids: dict[int, str], work: Callable[[], Side], n: int) -> dict[str, float]:
-    meter = TreeMeter(lambda: pids).start()
-    side = work()
+def _metered(
+    pids: dict[int, str], work: Callable[[Callable[[], object]], Side], n: int
+) -> dict[str, float]:
+    """Run ``work(done)``, metering PostgreSQL and Redis until it calls ``done``."""
+    meter = TreeMeter(lambda: pids, interval=0.05).start()
+    side = work(meter.stop)
     usage = meter.stop()
     per = 100_000 / n
     return {
@@ -211,9 +227,11 @@ def run(ctx: BenchContext) -> list[ScenarioResult]:
         for n in range(ctx.total_rounds):
             truncate(db_url)
             load_stream(client, data)
-            worker = _metered(pids, lambda: run_worker(config, samples), samples)
+            worker = _metered(pids, lambda done: run_worker(config, samples, done), samples)
             truncate(db_url)
-            loader = _metered(pids, lambda: run_loader(db_url, data, batch, bucket)[0], samples)
+            loader = _metered(
+                pids, lambda done: run_loader(db_url, data, batch, bucket, done)[0], samples
+            )
             ctx.echo(
                 f"  {ctx.round_label('metrics', n)}: worker {worker['samples_per_s']:,.0f} "
                 f"samples/s | bare upsert {loader['samples_per_s']:,.0f} samples/s"
