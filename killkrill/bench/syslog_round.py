@@ -67,6 +67,7 @@ class Outcome:
             "peak_rss_mib": self.usage.peak_rss_mib,
             "sent": float(self.sent),
             "indexed": float(self.indexed),
+            "delivered": float(self.distinct),
             "lost": float(self.lost),
             "duplicates": float(self.duplicates),
             "seconds": self.seconds,

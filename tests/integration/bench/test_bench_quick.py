@@ -102,3 +102,40 @@ def test_quick_e2e_writes_results_and_killkrill_loses_nothing(
         ["pgrep", "-f", "kk-bench-.*(rsyslog|syslog-ng)"], capture_output=True, text=True
     ).stdout.split()
     assert not [p for p in leftovers if pid_alive(int(p))]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_quick_http_and_metrics_measure_against_their_references(
+    tmp_path: Path, bench_home: Path
+) -> None:
+    """The scenarios that drive wrk, redis-benchmark, Prometheus and nginx (Redis and
+    PostgreSQL only: no Elasticsearch to start)."""
+    results_dir = tmp_path / "results"
+    offset = _free_offset()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REDIS_URL", "ELASTICSEARCH_URL", "DATABASE_URL", "TEST_DATABASE_URL")
+    }
+    argv = [sys.executable, "-m", "killkrill", "bench", "http", "metrics", "--quick",
+            "--no-charts", "--results-dir", str(results_dir), "--home", str(bench_home),
+            "--port-offset", str(offset)]  # fmt: skip
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=840, check=False)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+
+    doc = json.loads((results_dir / "latest" / "results.json").read_text())
+    scenarios = doc["scenarios"]
+    assert set(scenarios) == {"http-1", "http-100", "http-1000", "metrics", "remote-write"}
+    for batch in (1, 100, 1000):
+        http = scenarios[f"http-{batch}"]["contenders"]
+        assert set(http) == {"killkrill", "redis-benchmark"}
+        assert http["killkrill"]["records_per_s"] > 0 and http["redis-benchmark"]["ratio"] == 1.0
+    metrics = scenarios["metrics"]["contenders"]
+    assert metrics["worker"]["samples_per_s"] > 0 and metrics["bare-upsert"]["samples_per_s"] > 0
+    remote = scenarios["remote-write"]["contenders"]
+    assert set(remote) == {"killkrill", "null"}
+    assert remote["killkrill"]["delivered_total"] > 0 and remote["null"]["delivered_total"] > 0
+    assert remote["killkrill"]["lost"] == 0, remote["killkrill"]
+    assert remote["killkrill"]["dead_letters"] == 0
+    assert not port_open(6379 + offset) and not port_open(5432 + offset)
