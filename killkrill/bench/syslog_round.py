@@ -1,7 +1,7 @@
 """One round of one syslog contender: start it, send, wait until searchable, meter, stop.
 
-Used by the e2e (as fast as possible; with Elasticsearch paused), latency (a fixed rate)
-and scaling (receivers) scenarios.
+Used by the e2e (as fast as possible; with Elasticsearch paused) and latency (a fixed
+rate) scenarios.
 """
 
 from __future__ import annotations
