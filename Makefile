@@ -9,13 +9,19 @@ BIN := $(VENV)/bin
 KK := $(BIN)/killkrill
 # Real peers the integration tests drive: syslog clients/servers, a Prometheus server, and
 # nginx as a TLS + auth front of Elasticsearch (the dev Elasticsearch runs without security).
-PEER_PACKAGES := bsdutils rsyslog rsyslog-gnutls prometheus openssl nginx
+# The bench adds rsyslog's Elasticsearch output, wrk, redis-benchmark and the libraries of
+# syslog-ng, which it runs unpacked from its .debs (syslog-ng-core conflicts with rsyslog).
+PEER_PACKAGES := bsdutils rsyslog rsyslog-gnutls prometheus openssl nginx \
+  rsyslog-elasticsearch wrk redis-tools libivykis0 libnet1 libjson-c5 libcurl4 libpcre3 libwrap0
+# `make bench SCENARIOS=e2e BENCH_ARGS=--quick`: which scenarios (default all), extra options.
+SCENARIOS ?=
+BENCH_ARGS ?=
 SERVICES_ENV = eval "$$($(KK) dev services env)"
 PYTEST_ARGS ?=
 # The coverage floor holds for the whole suite; a subset (PYTEST_ARGS) reports coverage only.
 COV_FAIL_UNDER ?= $(if $(strip $(PYTEST_ARGS)),0,75)
 
-.PHONY: install peers services services-down k8s k8s-down image crds run up lint test unit clean
+.PHONY: install install-bench peers bench-peers bench services services-down k8s k8s-down image crds run up lint test unit clean
 
 install: $(VENV)/.installed ## Create .venv with the package and its dev extras
 
@@ -32,6 +38,12 @@ peers: ## Install the real protocol peers the tests use (Debian packages), when 
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v nginx >/dev/null || test -x /usr/sbin/nginx || missing="$$missing nginx"; \
 	ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || missing="$$missing rsyslog-gnutls"; \
+	ls /usr/lib/*/rsyslog/omelasticsearch.so >/dev/null 2>&1 || missing="$$missing rsyslog-elasticsearch"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v redis-benchmark >/dev/null || missing="$$missing redis-tools"; \
+	for lib in libivykis0 libnet1 libjson-c5 libcurl4 libpcre3 libwrap0; do \
+	  dpkg-query -W -f='$${Status}' $$lib 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$lib"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing (apt-get install$$missing)"; exit 1; fi; \
 	  echo "installing:$$missing"; \
@@ -39,6 +51,18 @@ peers: ## Install the real protocol peers the tests use (Debian packages), when 
 	  apt-get install -y -q --no-install-recommends $$missing >/dev/null \
 	    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; }; \
 	fi
+
+bench-peers: install peers ## syslog-ng for the bench, unpacked from its .debs (cached); checks the other tools
+	$(KK) bench --prepare
+
+install-bench: $(VENV)/.installed-bench ## The bench's extra (matplotlib for the charts)
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: install-bench bench-peers ## Benchmarks: `make bench [SCENARIOS="e2e http"] [BENCH_ARGS="--quick|--rounds N"]` (see bench/README.md)
+	$(KK) bench $(SCENARIOS) $(BENCH_ARGS)
 
 services: install ## Start real Redis, PostgreSQL and Elasticsearch on loopback (idempotent)
 	$(KK) dev services up  # prints the start-up wall time
@@ -78,7 +102,7 @@ lint: install ## ruff (lint + format check), mypy --strict, import layering
 unit: install ## Unit tests only (no services needed)
 	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
 
-test: install peers services k8s lint image ## Everything: lint, the image, unit + integration tests with coverage
+test: install peers bench-peers services k8s lint image ## Everything: lint, the image, unit + integration tests with coverage
 	$(SERVICES_ENV); \
 	$(BIN)/pytest -p random_order --random-order \
 	  --cov=killkrill --cov-report=term --cov-fail-under=$(COV_FAIL_UNDER) $(PYTEST_ARGS)

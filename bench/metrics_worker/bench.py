@@ -4,115 +4,31 @@
         [--series 1000] [--batch-size 5000] [--in-flight 2] [--timestamps canonical|epoch]
         [--runs 3]
 
-Each run:
-
-1. empties the metrics tables and XADDs ``--samples`` samples over ``--series`` distinct
-   series (10 names x series/10 label sets, current timestamps) to ``bench-stream``. With
-   ``--timestamps canonical`` (default) the records are what the receivers write to the
-   stream (normalised by the shared schema: RFC 3339 UTC timestamps); with ``epoch`` the
-   timestamp is left as epoch seconds (float), as a foreign writer might send it;
-2. **worker**: one :class:`MetricsWorker` in this process drains the stream (XREADGROUP,
-   parse, fold, ledger + upsert in one transaction per batch, XACK+XDEL; ``--in-flight``
-   batches at once, as ``process_stream_async`` and the long-running mode do) - timed;
-3. **bare loader**: the same samples folded per batch beforehand (not timed), then only the
-   ``INSERT ... ON CONFLICT DO UPDATE`` of those rows, one statement per batch, no ledger,
-   no Redis - timed. That is the database's limit for this data.
-
-Prints per run and the medians: samples/s of each and the worker/loader ratio.
-
-The process is set up as ``killkrill worker metrics`` sets up its own (start-up objects
-frozen for the garbage collector, :func:`killkrill.workers.gctune.tune_for_streaming`) once
-the payloads are built, before the first run.
+The same measurement as ``killkrill bench metrics`` (whose module,
+``killkrill/bench/scenarios/metrics.py``, holds the logic and explains it), on the services
+you point it at. With ``--timestamps epoch`` the records keep epoch-second timestamps, as a
+foreign writer might send them (``canonical``, the default: as the receivers store them).
+Prints per run and the medians: samples/s of each and the worker/loader ratio. **Empties
+the metrics tables** of ``DATABASE_URL``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import statistics
-import time
 
-import orjson
-import psycopg2
 import redis
 
-from killkrill.db import create_engine
+from killkrill.bench.scenarios.metrics import (
+    load_stream,
+    payloads,
+    run_loader,
+    run_worker,
+    truncate,
+)
 from killkrill.db.migrate import upgrade
-from killkrill.schemas import validate_metric
 from killkrill.workers.gctune import tune_for_streaming
-from killkrill.workers.metrics import MetricsWorker, aggregate, parse_sample
-from killkrill.workers.metrics.store import MetricStore
-
-STREAM = "bench"
-
-
-def payloads(n: int, series: int, timestamps: str = "canonical") -> list[bytes]:
-    now = time.time()
-    per_name = max(1, series // 10)
-    records = (
-        {
-            "name": f"bench_metric_{i % 10}",
-            "value": float(i % 97),
-            "labels": {"instance": f"host-{(i // 10) % per_name}", "job": "bench"},
-            "timestamp": now + i * 1e-5,
-            "type": "gauge",
-        }
-        for i in range(n)
-    )
-    if timestamps == "canonical":  # as the receivers store them
-        return [orjson.dumps(validate_metric(r)) for r in records]
-    return [orjson.dumps(r) for r in records]
-
-
-def truncate(url: str) -> None:
-    conn = psycopg2.connect(url)
-    with conn, conn.cursor() as cur:
-        cur.execute("TRUNCATE aggregated_metrics, metric_series, metric_applied_entries")
-    conn.close()
-
-
-def load_stream(client: redis.Redis, data: list[bytes]) -> None:
-    client.delete(f"{STREAM}-stream")
-    for start in range(0, len(data), 10_000):
-        pipe = client.pipeline(transaction=False)
-        for payload in data[start : start + 10_000]:
-            pipe.xadd(f"{STREAM}-stream", {"data": payload, "v": "1"})
-        pipe.execute()
-
-
-def run_worker(config: dict[str, object], n: int) -> float:
-    worker = MetricsWorker(config)
-    try:
-        started = time.perf_counter()
-        result = asyncio.run(worker.process_stream_async(STREAM))
-        elapsed = time.perf_counter() - started
-    finally:
-        worker.close()
-    assert result.success == n, dict(result)
-    return elapsed
-
-
-def run_loader(url: str, data: list[bytes], batch: int, bucket_seconds: int) -> tuple[float, int]:
-    samples = [parse_sample(p) for p in data]
-    batches = [
-        aggregate(samples[i : i + batch], bucket_seconds) for i in range(0, len(samples), batch)
-    ]
-    store = MetricStore(create_engine(url), bucket_seconds=bucket_seconds)
-    raw = store.engine.raw_connection()
-    rows = 0
-    try:
-        started = time.perf_counter()
-        for groups in batches:
-            with raw.cursor() as cur:
-                store._upsert(cur, groups)
-            raw.commit()
-            rows += len(groups)
-        elapsed = time.perf_counter() - started
-    finally:
-        raw.close()
-        store.engine.dispose()
-    return elapsed, rows
 
 
 def main() -> None:
@@ -149,9 +65,10 @@ def main() -> None:
     for run in range(1, args.runs + 1):
         truncate(db_url)
         load_stream(client, data)
-        w = run_worker(config, args.samples)
+        w = run_worker(config, args.samples).seconds
         truncate(db_url)
-        loader_s, rows = run_loader(db_url, data, args.batch_size, args.bucket_seconds)
+        side, rows = run_loader(db_url, data, args.batch_size, args.bucket_seconds)
+        loader_s = side.seconds
         worker_rates.append(args.samples / w)
         loader_rates.append(args.samples / loader_s)
         print(
@@ -160,7 +77,7 @@ def main() -> None:
             f"{rows / loader_s:,.0f} rows/s) | ratio {(args.samples / w) / (args.samples / loader_s):.3f}"
         )
     truncate(db_url)
-    client.delete(f"{STREAM}-stream")
+    client.delete("bench-stream")
     wm, lm = statistics.median(worker_rates), statistics.median(loader_rates)
     print(
         f"median: worker {wm:,.0f} samples/s | bare loader {lm:,.0f} samples/s | "

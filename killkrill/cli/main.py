@@ -26,6 +26,7 @@ _COMMANDS = {
     "up": "killkrill.cli.up:up",
     "status": "killkrill.cli.status:status",
     "operator": "killkrill.cli.operator:operator",
+    "bench": "killkrill.cli.bench:bench",
 }
 """Subcommand name -> ``module:attribute`` of its click command."""
 
