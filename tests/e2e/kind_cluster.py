@@ -9,7 +9,7 @@ names another cluster. Everything a test reaches goes through 127.0.0.1: the API
 ``tests/e2e/conftest.py`` re-exports these fixtures:
 
 * ``kind_env`` (session): the cluster, up; a :class:`KindEnv` (kubeconfig, ``kubectl``,
-  ``load``, ``port_forward``, ``apply``);
+  ``get``, ``apply``, ``wait``, ``load``, ``port_forward``, ``node_exec``);
 * ``kind_image`` (session): ``killkrill/killkrill:dev`` loaded into the node (``make e2e``
   builds it); pods use it with ``imagePullPolicy: Never``;
 * ``kind_namespace`` (per test): a namespace of the test's own, ``kk-e2e-<run>-<n>``,
@@ -181,6 +181,29 @@ class KindEnv:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=10)
+
+    @property
+    def node(self) -> str:
+        """The node's container (kind names it ``<cluster>-control-plane``)."""
+        return f"{self.name}-control-plane"
+
+    def node_exec(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in the node's container (``crictl``, ``iptables``, ``journalctl``...)
+        through the project's Docker engine; echoed."""
+        from killkrill.dev.docker_engine import DockerEngine
+
+        engine = DockerEngine()
+        done = subprocess.run(
+            [engine.docker(), "exec", self.node, *argv],
+            env=engine.client_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        sys.stdout.write(done.stdout)
+        sys.stderr.write(done.stderr)
+        return done
 
     def describe_namespace(self, namespace: str) -> str:
         """Pods, events and logs of ``namespace``: what a failed test's report shows."""

@@ -1,7 +1,8 @@
 """The kind cluster itself, and the KillKrill image running in it: the node is Ready,
-CoreDNS runs, the image runs as a restricted pod (not root, read-only root file system),
-answers through ``kubectl port-forward`` on 127.0.0.1, and a pod reaches another through a
-Service by its cluster DNS name."""
+CoreDNS runs (and resolves nothing outside the cluster), the image runs as a restricted pod
+(not root, read-only root file system), answers through ``kubectl port-forward`` on
+127.0.0.1, a pod reaches another through a Service by its cluster DNS name, and a volume of
+the default StorageClass is writable by a non-root pod."""
 
 from __future__ import annotations
 
@@ -179,3 +180,55 @@ def test_names_outside_the_cluster_are_not_resolved(
     kind_env.wait(kind_namespace, "pod/outside", "jsonpath={.status.phase}=Succeeded")
     logs = kind_env.kubectl("logs", "-n", kind_namespace, "pod/outside").stdout
     assert logs.startswith("unresolved")
+
+
+def test_a_volume_of_the_default_storage_class_is_writable_by_a_restricted_pod(
+    kind_env: KindEnv, kind_image: str, kind_namespace: str
+) -> None:
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Mi"}}},
+    }
+    script = (
+        "import os, pathlib\n"
+        "path = pathlib.Path('/data/written')\n"
+        "path.write_text(str(os.getuid()))\n"
+        "print('wrote', path.read_text())\n"
+    )
+    writer = _pod(
+        "writer",
+        _container(
+            kind_image,
+            "writer",
+            command=["python3", "-c", script],
+            volumeMounts=[{"name": "data", "mountPath": "/data"}],
+        ),
+    )
+    writer["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+    kind_env.apply(kind_namespace, claim, writer)
+    kind_env.wait(kind_namespace, "pod/writer", "jsonpath={.status.phase}=Succeeded")
+    logs = kind_env.kubectl("logs", "-n", kind_namespace, "pod/writer").stdout
+    assert logs.strip() == "wrote 10001"
+    bound = kind_env.get("pvc", "-n", kind_namespace, "data")
+    assert bound["status"]["phase"] == "Bound"
+    assert bound["spec"]["storageClassName"] == "standard"
+
+
+def test_pods_reach_nothing_beyond_the_cluster_and_the_nodes_network(kind_env: KindEnv) -> None:
+    """Checked in the node (a probe from a pod would send a packet out were the guard
+    missing): what pods forward goes to the pod subnet or the node's network, or is
+    rejected. Only kube-proxy's chains come first (it prepends them), and they accept no new
+    connection of a pod's to an address outside."""
+    routes = kind_env.node_exec("ip", "-4", "route", "show", "dev", "eth0", "scope", "link")
+    node_net = routes.stdout.split()[0]
+    forward = kind_env.node_exec("iptables", "-S", "FORWARD").stdout.splitlines()
+    guard = forward.index("-A FORWARD -s 10.244.0.0/16 -j KILLKRILL-POD-EGRESS")
+    assert all(" -j KUBE-" in rule for rule in forward[1:guard])
+    chain = kind_env.node_exec("iptables", "-S", "KILLKRILL-POD-EGRESS").stdout.splitlines()
+    assert chain[1:] == [
+        "-A KILLKRILL-POD-EGRESS -d 10.244.0.0/16 -j RETURN",
+        f"-A KILLKRILL-POD-EGRESS -d {node_net} -j RETURN",
+        "-A KILLKRILL-POD-EGRESS -j REJECT --reject-with icmp-net-prohibited",
+    ]

@@ -36,7 +36,9 @@ from killkrill.dev.kind.recipe import (
     image_specs,
     kind_cluster_config,
     kind_file_mode,
+    kind_storage_manifest,
     node_image_tag,
+    pod_egress_script,
 )
 
 KIND_CONTAINERD = """\
@@ -124,6 +126,47 @@ def test_kind_cluster_config_one_node_loopback_api_no_cni_coredns_phase_skipped(
     assert patch == {"kind": "InitConfiguration", "skipPhases": ["preflight", "addon/coredns"]}
 
 
+STORAGE_GO = """package nodeimage
+
+const storageProvisionerImage = "docker.io/kindest/local-path-provisioner:v1"
+const storageHelperImage = "docker.io/kindest/local-path-helper:v1"
+
+const defaultStorageManifest = `
+kind: Deployment
+spec:
+  containers:
+    - image: ` + storageProvisionerImage + `
+      command: [--helper-image, ` + storageHelperImage + `]
+---
+helperPod.yaml: |-
+  image: ` + storageHelperImage + `
+`
+"""
+
+
+def test_kind_storage_manifest_names_our_images() -> None:
+    text = kind_storage_manifest(STORAGE_GO, "kk/provisioner:1", "kk/helper:1")
+    assert text.startswith("\nkind: Deployment")
+    assert "- image: kk/provisioner:1\n" in text
+    assert "command: [--helper-image, kk/helper:1]" in text
+    assert "  image: kk/helper:1\n" in text
+    assert "kindest" not in text and "`" not in text
+    assert len(list(yaml.safe_load_all(text))) == 2
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "package nodeimage\n",
+        STORAGE_GO.replace("` + storageHelperImage + `", "x"),
+        STORAGE_GO.replace("command:", "` + somethingElse + `"),
+    ],
+)
+def test_kind_storage_manifest_refuses_another_shape(source: str) -> None:
+    with pytest.raises(ValueError, match="kind's"):
+        kind_storage_manifest(source, "a", "b")
+
+
 # --- images -------------------------------------------------------------------------------------
 
 
@@ -141,10 +184,14 @@ def test_image_key(image: str, key: str) -> None:
     assert image_key(image) == key
 
 
-def test_every_image_kubeadm_wants_has_a_recipe_from_a_built_binary() -> None:
+def test_every_image_the_node_preloads_has_a_recipe_from_a_built_binary() -> None:
     specs = image_specs()
-    assert {image_key(i) for i in KUBEADM_1_34_IMAGES} == set(specs)
+    wanted = [*KUBEADM_1_34_IMAGES, *NodeRecipe().storage_images]
+    assert {image_key(i) for i in wanted} == set(specs)
     for name, spec in specs.items():
+        if spec.binary is None:  # the Debian base alone (the storage helper runs sh)
+            assert spec.debian, name
+            continue
         assert spec.binary == "pause" or spec.binary in KIND_NODE_BINARIES, name
         assert spec.path.startswith("/")
     assert specs["kube-proxy"].debian  # iptables-restore and conntrack inside
@@ -241,3 +288,15 @@ def test_the_cluster_keeps_its_kubeconfig_in_the_dev_state_dir(
     assert lines[0] == f"export KUBECONFIG={cluster.kubeconfig}"
     assert lines[1].startswith(f"export PATH={gobuild.bin_dir()}:")
     shutil.rmtree(home)
+
+
+def test_pod_egress_script_is_valid_sh_and_guards_the_pod_subnet(tmp_path: Path) -> None:
+    script = tmp_path / "egress.sh"
+    script.write_text(pod_egress_script("10.9.0.0/16"))
+    subprocess.run(["sh", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "-I FORWARD 1 -s 10.9.0.0/16 -j" in text
+    assert "-d 10.9.0.0/16 -j RETURN" in text
+    assert text.rstrip().splitlines()[-2].endswith("\\")  # -C ... || -I: idempotent
+    assert "NodeRecipe" not in text
+    assert NodeRecipe().pod_egress_script == pod_egress_script()

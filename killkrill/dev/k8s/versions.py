@@ -26,6 +26,7 @@ __all__ = [
     "KIND_VERSION",
     "KUBERNETES",
     "KUBERNETES_VERSION",
+    "LOCAL_PATH_PROVISIONER_VERSION",
     "NODE_TOOLS",
     "SKAFFOLD_VERSION",
     "STAGING_VERSION",
@@ -48,6 +49,9 @@ CONTAINERD_VERSION = "v2.3.4"
 CRICTL_VERSION = "v1.34.0"
 CNI_PLUGINS_VERSION = "v1.9.1"
 COREDNS_VERSION = "v1.12.1"
+# kind's default storage (rancher/local-path-provisioner): kind v0.33.0 ships v0.0.34, which
+# the proxy does not serve (nor v0.0.31-v0.0.33); v0.0.30 is served and builds.
+LOCAL_PATH_PROVISIONER_VERSION = "v0.0.30"
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ CONTAINERD = GoModule("github.com/containerd/containerd/v2", CONTAINERD_VERSION)
 CRI_TOOLS = GoModule("sigs.k8s.io/cri-tools", CRICTL_VERSION)
 CNI = GoModule("github.com/containernetworking/plugins", CNI_PLUGINS_VERSION)
 COREDNS = GoModule("github.com/coredns/coredns", COREDNS_VERSION)
+LOCAL_PATH = GoModule("github.com/rancher/local-path-provisioner", LOCAL_PATH_PROVISIONER_VERSION)
 
 CNI_PLUGINS = {
     "ptp": "plugins/main/ptp",
@@ -226,6 +231,14 @@ BINARIES: dict[str, GoBinary] = {
             (f"{COREDNS.path}/coremain.GitCommit={{commit}}",),
             install_as="node/coredns",
         ),
+        GoBinary(
+            "local-path-provisioner",
+            LOCAL_PATH,
+            LOCAL_PATH.path,
+            None,
+            ("main.VERSION={version}",),
+            install_as="node/local-path-provisioner",
+        ),
     )
 }
 """Every binary the builder knows, by name."""
@@ -250,6 +263,7 @@ KIND_NODE_BINARIES = (
     "crictl",
     *(f"cni-{plugin}" for plugin in CNI_PLUGINS),
     "coredns",
+    "local-path-provisioner",
 )
 """Everything a kind node image is assembled from (``killkrill dev kind image`` builds the
 missing ones): the node's own programs and the binaries of the images kubeadm runs."""

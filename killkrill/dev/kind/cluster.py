@@ -17,7 +17,8 @@ of the project's mounted there instead of a directory docker would create on the
 After ``kind create cluster`` (whose config skips kubeadm's CoreDNS phase), the ``coredns``
 ConfigMap is created with :func:`~.recipe.corefile` and kubeadm's ``addon/coredns`` phase is run
 in the node, which keeps a Corefile it finds; then ``up`` waits for the node to be Ready and
-for CoreDNS and kube-proxy to be rolled out.
+for kube-proxy, CoreDNS and the local-path provisioner (the ``standard`` StorageClass) to be
+rolled out.
 """
 
 from __future__ import annotations
@@ -357,11 +358,15 @@ class KindCluster:
             ("wait", "--for=condition=Ready", "node", "--all"),
             ("-n", "kube-system", "rollout", "status", "daemonset/kube-proxy"),
             ("-n", "kube-system", "rollout", "status", "deployment/coredns"),
+            ("-n", "local-path-storage", "rollout", "status", "deployment/local-path-provisioner"),
         )
         for args in waits:
             self.kubectl(*args, f"--timeout={_READY_TIMEOUT}s", timeout=_READY_TIMEOUT + 30)
         elapsed = time.monotonic() - started
-        self.echo(f"kind: node Ready, kube-proxy and CoreDNS rolled out ({elapsed:.0f}s)")
+        self.echo(
+            f"kind: node Ready, kube-proxy, CoreDNS and local-path storage rolled out "
+            f"({elapsed:.0f}s)"
+        )
 
     def _delete(self) -> None:
         self.kind("delete", "cluster", "--name", self.name,

@@ -8,10 +8,11 @@ Docker engine (:mod:`killkrill.dev.docker_engine`) from :class:`~.recipe.NodeRec
 2. two Debian 12 bases from one ``debootstrap`` (cached as images by their recipe's hash,
    ``killkrill/kind-node:base-<hash>`` and ``:kube-proxy-base-<hash>``): the node's, with
    kind's base packages, and kube-proxy's, with iptables and conntrack;
-3. the images ``kubeadm config images list`` names, each a ``tar | docker import`` of a
-   directory holding its static binary (kube-proxy: its Debian base + the binary), saved
-   into one archive and untagged from the engine again; ``pause`` is compiled here
-   (``gcc -static`` of the Kubernetes module's ``build/pause/linux/pause.c``);
+3. the images ``kubeadm config images list`` names and kind's storage images, each a
+   ``tar | docker import`` of a directory holding its static binary (kube-proxy: its Debian
+   base + the binary; the storage helper: that base alone), saved into one archive and
+   untagged from the engine again; ``pause`` is compiled here (``gcc -static`` of the
+   Kubernetes module's ``build/pause/linux/pause.c``);
 4. a build container from the node base: kind's node files (read from the
    ``sigs.k8s.io/kind`` module source), the binaries, the containerd and CNI configs, kind's
    post-install steps; containerd started in it to import the archive with kind's own
@@ -54,13 +55,17 @@ from killkrill.dev.kind import recipe as recipe_module
 from killkrill.dev.kind.recipe import (
     CNI_CONFLIST_PATH,
     NODE_IMAGE_REPOSITORY,
+    POD_EGRESS_SCRIPT_PATH,
+    POD_EGRESS_UNIT_PATH,
     RECIPE_LABEL,
+    STORAGE_MANIFEST_PATH,
     ImageSpec,
     NodeRecipe,
     containerd_config,
     cri_base_spec,
     image_key,
     kind_file_mode,
+    kind_storage_manifest,
 )
 from killkrill.dev.process import apt_install, cache_dir, run, wait_until, which
 from killkrill.errors import DevServiceError
@@ -126,6 +131,8 @@ class _Inputs:
 
     kind_files: dict[str, tuple[bytes, int]]
     pause_c: Path
+    storage_go: str
+    """kind's ``pkg/build/nodeimage/const_storage.go`` (its storage manifest)."""
 
     def digest(self, recipe: NodeRecipe) -> str:
         files = _sha(
@@ -136,15 +143,24 @@ class _Inputs:
         # The code that builds is part of the recipe: a change to it builds anew.
         sources = [_sha(Path(f).read_bytes()) for f in (recipe_module.__file__, __file__)]
         binaries = [gobuild.recipe_of(name) for name in KIND_NODE_BINARIES]
-        return recipe.digest(files, _sha(self.pause_c.read_bytes()), *sources, *binaries)
+        return recipe.digest(
+            files,
+            _sha(self.pause_c.read_bytes()),
+            _sha(self.storage_go.encode()),
+            *sources,
+            *binaries,
+        )
 
 
 def _inputs() -> _Inputs:
-    kind_dir = gobuild.module_source(KIND) / "images" / "base" / "files"
+    kind = gobuild.module_source(KIND)
     pause_c = gobuild.module_source(KUBERNETES) / "build" / "pause" / "linux" / "pause.c"
-    if not pause_c.is_file():
-        raise DevServiceError(f"{pause_c} is missing from the k8s.io/kubernetes module")
-    return _Inputs(_kind_files(kind_dir), pause_c)
+    storage_go = kind / "pkg" / "build" / "nodeimage" / "const_storage.go"
+    for path in (pause_c, storage_go):
+        if not path.is_file():
+            raise DevServiceError(f"{path} is missing from its module's source")
+    kind_files = _kind_files(kind / "images" / "base" / "files")
+    return _Inputs(kind_files, pause_c, storage_go.read_text())
 
 
 def node_image_digest(recipe: NodeRecipe | None = None) -> str:
@@ -302,7 +318,8 @@ def _image_archive(
     recipe: NodeRecipe,
     work: Path,
 ) -> Path:
-    """Every image kubeadm names, imported, saved to one ``docker save`` archive, untagged."""
+    """Every image the node preloads (kubeadm's, the storage's), made, saved to one ``docker
+    save`` archive and untagged again."""
     specs = dict(recipe.images)
     unknown = [i for i in images if image_key(i) not in specs]
     if unknown:
@@ -318,12 +335,15 @@ def _image_archive(
             in_image = PurePosixPath(spec.path)
             # a Debian one is built FROM its base with the binary in the context's top
             target = tree / (in_image.name if spec.debian else spec.path.lstrip("/"))
+            made.append(image)
+            if spec.binary is None:
+                _docker(engine, "tag", proxy_base, image)
+                continue
             if spec.binary == "pause":
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _compile_pause(inputs.pause_c, image.rsplit(":", 1)[1], target, recipe)
             else:
                 _place_binary(gobuild.binary_path(spec.binary), target)
-            made.append(image)
             if spec.debian:
                 launcher = in_image.name.removesuffix(".bin")
                 _write(tree / launcher, recipe.kube_proxy_launcher.encode(), 0o755)
@@ -359,7 +379,11 @@ def _stage_node_files(stage: Path, inputs: _Inputs, recipe: NodeRecipe, pause_im
         0o644,
     )
     _write(stage / CNI_CONFLIST_PATH.lstrip("/"), recipe.cni_conflist.encode(), 0o644)
+    _write(stage / POD_EGRESS_SCRIPT_PATH.lstrip("/"), recipe.pod_egress_script.encode(), 0o755)
+    _write(stage / POD_EGRESS_UNIT_PATH.lstrip("/"), recipe.pod_egress_unit.encode(), 0o644)
     _write(stage / "kind/version", recipe.kubernetes_version.encode(), 0o644)
+    storage = kind_storage_manifest(inputs.storage_go, *recipe.storage_images)
+    _write(stage / STORAGE_MANIFEST_PATH.lstrip("/"), storage.encode(), 0o644)
     for name, directory in _NODE_BIN.items():
         _place_binary(gobuild.binary_path(name), stage / directory / name)
     for name in _NODE_LOCAL_BIN:
@@ -508,7 +532,7 @@ def _build(
     gobuild.build(KIND_NODE_BINARIES, echo=echo)
     node_base, proxy_base = _debian_bases(engine, recipe, echo)
     phase = time.monotonic()
-    images = _kubeadm_images()
+    images = [*_kubeadm_images(), *recipe.storage_images]
     pause_image = next((i for i in images if image_key(i) == "pause"), None)
     if pause_image is None:
         raise DevServiceError(f"kubeadm names no pause image: {images}")
@@ -518,7 +542,7 @@ def _build(
     try:
         archive = _image_archive(engine, images, proxy_base, inputs, recipe, work)
         echo(
-            f"kind image: {len(images)} images for kubeadm made in "
+            f"kind image: {len(images)} images for kubeadm and storage made in "
             f"{time.monotonic() - phase:.0f}s ({archive.stat().st_size / 1e6:.0f} MB)"
         )
         phase = time.monotonic()

@@ -18,7 +18,15 @@ repository. What this recipe changes in them, and why:
 * no kindnetd (its image cannot be pulled): a static ``ptp`` + ``host-local`` + ``portmap``
   CNI config, one node, the cluster created with ``networking.disableDefaultCNI: true``;
 * CoreDNS without ``forward`` and ``loop``: nothing leaves the cluster, and kubeadm's
-  ``addon/coredns`` phase runs after the Corefile is in place (:func:`corefile`).
+  ``addon/coredns`` phase runs after the Corefile is in place (:func:`corefile`);
+* pods reach pods, Services and the node's own docker network, nothing beyond
+  (:func:`pod_egress_script`): a connection to a Service IP that kube-proxy has not
+  programmed yet would otherwise follow the node's default route out of the machine (seen:
+  the storage provisioner's first call to 10.96.0.1, answered by something outside);
+* kind's default storage (local-path-provisioner, the ``standard`` StorageClass: volumes
+  any user may write) with images made here (:func:`kind_storage_manifest`): without it
+  kind falls back to ``kubernetes.io/host-path``, whose root-owned directories a non-root
+  pod cannot write.
 """
 
 from __future__ import annotations
@@ -28,13 +36,20 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from killkrill.dev.base_image import BaseRecipe
-from killkrill.dev.k8s.versions import CNI_PLUGINS, KIND_VERSION, KUBERNETES_VERSION
+from killkrill.dev.k8s.versions import (
+    CNI_PLUGINS,
+    KIND_VERSION,
+    KUBERNETES_VERSION,
+    LOCAL_PATH_PROVISIONER_VERSION,
+)
 
 __all__ = [
     "CNI_CONFLIST_PATH",
     "NODE_IMAGE_REPOSITORY",
     "POD_SUBNET",
     "RECIPE_LABEL",
+    "STORAGE_HELPER_IMAGE",
+    "STORAGE_PROVISIONER_IMAGE",
     "ImageSpec",
     "NodeRecipe",
     "cni_conflist",
@@ -45,7 +60,9 @@ __all__ = [
     "image_specs",
     "kind_cluster_config",
     "kind_file_mode",
+    "kind_storage_manifest",
     "node_image_tag",
+    "pod_egress_script",
 ]
 
 NODE_IMAGE_REPOSITORY = "killkrill/kind-node"
@@ -56,6 +73,13 @@ POD_SUBNET = "10.244.0.0/16"
 SERVICE_SUBNET = "10.96.0.0/16"
 CLUSTER_DOMAIN = "cluster.local"
 CNI_CONFLIST_PATH = "/etc/cni/net.d/10-killkrill.conflist"
+STORAGE_MANIFEST_PATH = "/kind/manifests/default-storage.yaml"
+"""Where kind's ``create cluster`` looks for the storage manifest it applies."""
+STORAGE_PROVISIONER_IMAGE = (
+    f"docker.io/killkrill/local-path-provisioner:{LOCAL_PATH_PROVISIONER_VERSION}"
+)
+STORAGE_HELPER_IMAGE = f"docker.io/killkrill/local-path-helper:{LOCAL_PATH_PROVISIONER_VERSION}"
+"""The helper pod runs ``sh`` to make (``mkdir -m 0777``) and remove volume directories."""
 
 NODE_PACKAGES = (
     # kind v0.33.0's base image packages (images/base/Dockerfile), less what needs a network
@@ -99,9 +123,49 @@ rm -f /lib/systemd/system/basic.target.wants/*
 echo ReadKMsg=no >> /etc/systemd/journald.conf
 test -e /sbin/init || ln -s /usr/lib/systemd/systemd /sbin/init
 systemctl enable kubelet.service containerd.service undo-mount-hacks.service
+systemctl enable killkrill-pod-egress.service  # killkrill's: pods stay on this machine
 systemctl mask systemd-binfmt.service
 mkdir -p /etc/kubernetes/manifests /opt/cni/bin /etc/cni/net.d
 """
+
+POD_EGRESS_SCRIPT_PATH = "/kind/bin/killkrill-pod-egress.sh"
+POD_EGRESS_UNIT_PATH = "/etc/systemd/system/killkrill-pod-egress.service"
+POD_EGRESS_UNIT = f"""\
+[Unit]
+Description=killkrill: pods reach pods, Services and this node's network, nothing beyond
+Before=containerd.service kubelet.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={POD_EGRESS_SCRIPT_PATH}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def pod_egress_script(pod_subnet: str = POD_SUBNET) -> str:
+    """The node's guard against pod traffic leaving the machine (pure): what pods forward
+    through the node must go to the pod subnet or to the node's own (docker) network;
+    everything else is rejected. Service IPs are translated before this check (PREROUTING),
+    so Services work; the API server is the node itself (INPUT), unaffected. Runs with the
+    iptables mode kind's entrypoint selected, before containerd and the kubelet start."""
+    return f"""\
+#!/bin/sh
+# Written by killkrill's kind node recipe (killkrill/dev/kind/recipe.py).
+set -eu
+node_net=$(ip -4 route show dev eth0 proto kernel scope link | awk 'NR == 1 {{print $1}}')
+test -n "$node_net"
+chain=KILLKRILL-POD-EGRESS
+iptables -w -N "$chain" 2>/dev/null || iptables -w -F "$chain"
+iptables -w -A "$chain" -d {pod_subnet} -j RETURN
+iptables -w -A "$chain" -d "$node_net" -j RETURN
+iptables -w -A "$chain" -j REJECT --reject-with icmp-net-prohibited
+iptables -w -C FORWARD -s {pod_subnet} -j "$chain" 2>/dev/null \\
+  || iptables -w -I FORWARD 1 -s {pod_subnet} -j "$chain"
+"""
+
 
 KUBE_PROXY_PACKAGES = ("iptables", "conntrack")
 """kube-proxy runs ``iptables-restore`` and ``conntrack``: its image is a Debian rootfs."""
@@ -125,13 +189,13 @@ PAUSE_CFLAGS = ("-Os", "-Wall", "-Werror", "-static")
 
 @dataclass(frozen=True)
 class ImageSpec:
-    """How one image kubeadm wants is made: a directory with one static binary, imported
-    (``tar | docker import``); ``debian`` ones start from a Debian rootfs."""
+    """How one preloaded image is made: a directory with one static binary, imported
+    (``tar | docker import``); ``debian`` ones start from a Debian rootfs (kube-proxy's)."""
 
-    binary: str
-    """The built binary (a name of :data:`~killkrill.dev.k8s.versions.BINARIES`), or
-    ``pause`` (compiled here)."""
-    path: str
+    binary: str | None
+    """The built binary (a name of :data:`~killkrill.dev.k8s.versions.BINARIES`), ``pause``
+    (compiled here), or None (the Debian rootfs alone)."""
+    path: str = ""
     """Where the binary goes in the image."""
     entrypoint: tuple[str, ...] = ()
     debian: bool = False
@@ -152,7 +216,31 @@ def image_specs() -> dict[str, ImageSpec]:
         "etcd": ImageSpec("etcd", "/usr/local/bin/etcd"),
         "coredns": ImageSpec("coredns", "/coredns", ("/coredns",)),
         "pause": ImageSpec("pause", "/pause", ("/pause",)),
+        "local-path-provisioner": ImageSpec(
+            "local-path-provisioner", "/usr/local/bin/local-path-provisioner"
+        ),
+        "local-path-helper": ImageSpec(None, debian=True),
     }
+
+
+def kind_storage_manifest(go_source: str, provisioner: str, helper: str) -> str:
+    """kind's default storage manifest, from the Go source that holds it (kind's
+    ``pkg/build/nodeimage/const_storage.go``), with our images (pure). Raises ValueError
+    when the source no longer has the shape of kind v0.33.0's."""
+    start = go_source.find("const defaultStorageManifest = `")
+    if start < 0 or not go_source.rstrip().endswith("`"):
+        raise ValueError("kind's const_storage.go holds no defaultStorageManifest")
+    body = go_source[start:].split("`", 1)[1].rstrip()[:-1]
+    for name, image in (
+        ("storageProvisionerImage", provisioner),
+        ("storageHelperImage", helper),
+    ):
+        if f"` + {name} + `" not in body:
+            raise ValueError(f"kind's storage manifest no longer names {name}")
+        body = body.replace(f"` + {name} + `", image)
+    if "`" in body:
+        raise ValueError("kind's storage manifest names more than the two images")
+    return body
 
 
 def image_key(image: str) -> str:
@@ -296,6 +384,9 @@ class NodeRecipe:
     kube_proxy_launcher: str = KUBE_PROXY_LAUNCHER
     cni_plugins: tuple[str, ...] = tuple(CNI_PLUGINS)
     cni_conflist: str = field(default_factory=cni_conflist)
+    pod_egress_script: str = field(default_factory=pod_egress_script)
+    pod_egress_unit: str = POD_EGRESS_UNIT
+    storage_images: tuple[str, str] = (STORAGE_PROVISIONER_IMAGE, STORAGE_HELPER_IMAGE)
     pause_cflags: tuple[str, ...] = PAUSE_CFLAGS
     images: tuple[tuple[str, ImageSpec], ...] = field(
         default_factory=lambda: tuple(sorted(image_specs().items()))
