@@ -73,7 +73,6 @@ from killkrill.errors import DevServiceError
 __all__ = [
     "NodeImage",
     "build_node_image",
-    "node_image_digest",
     "node_image_label",
     "prune_old_node_images",
 ]
@@ -161,12 +160,6 @@ def _inputs() -> _Inputs:
             raise DevServiceError(f"{path} is missing from its module's source")
     kind_files = _kind_files(kind / "images" / "base" / "files")
     return _Inputs(kind_files, pause_c, storage_go.read_text())
-
-
-def node_image_digest(recipe: NodeRecipe | None = None) -> str:
-    """The digest the current recipe's node image carries (downloads kind's and
-    Kubernetes' module sources into Go's module cache when missing)."""
-    return _inputs().digest(recipe or NodeRecipe())
 
 
 def _docker(
