@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # The coverage floor holds for the whole suite; a subset (PYTEST_ARGS) reports coverage only.
 COV_FAIL_UNDER ?= $(if $(strip $(PYTEST_ARGS)),0,75)
 
-.PHONY: install install-bench peers bench-peers bench services services-down k8s k8s-down image crds run up lint test unit clean
+.PHONY: install install-bench peers bench-peers bench services services-down k8s k8s-down image kind kind-down crds run up lint test unit e2e clean
 
 install: $(VENV)/.installed ## Create .venv with the package and its dev extras
 
@@ -80,6 +80,13 @@ k8s: install ## Local Kubernetes control plane + kubectl, helm, kind, skaffold (
 k8s-down: install ## Stop the local Kubernetes control plane
 	$(KK) dev k8s down
 
+kind: install image ## A kind cluster (pods run) from the node image built here; both cached
+	$(KK) dev kind image  # node binaries from source, Debian bases, kubeadm's images preloaded
+	$(KK) dev kind up     # one node, Ready, CoreDNS running; kubeconfig: `killkrill dev kind env`
+
+kind-down: install ## Delete the kind cluster (no container is left)
+	$(KK) dev kind down
+
 run: services ## The main job: start the services, run the pipeline end to end on sample data
 	$(SERVICES_ENV); $(KK) dev smoke
 
@@ -104,8 +111,11 @@ unit: install ## Unit tests only (no services needed)
 
 test: install peers bench-peers services k8s lint image ## Everything: lint, the image, unit + integration tests with coverage
 	$(SERVICES_ENV); \
-	$(BIN)/pytest -p random_order --random-order \
+	$(BIN)/pytest -p random_order --random-order -m 'not e2e' \
 	  --cov=killkrill --cov-report=term --cov-fail-under=$(COV_FAIL_UNDER) $(PYTEST_ARGS)
+
+e2e: kind ## End-to-end tests in the kind cluster (tests/e2e; not part of `make test`)
+	$(BIN)/pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -1,6 +1,6 @@
 """``killkrill dev``: the local development services, a local Kubernetes control plane, a
-Docker engine of the project's own and the container image, and a smoke check of the
-pipeline.
+Docker engine of the project's own and the container image, a kind cluster from a node
+image built here, and a smoke check of the pipeline.
 
 Each command imports what it drives when it runs: the services manager pulls in the Redis,
 PostgreSQL and Elasticsearch clients (seconds on a busy machine), which ``killkrill dev k8s
@@ -16,6 +16,7 @@ import click
 
 if TYPE_CHECKING:
     from killkrill.dev.docker_engine import DockerEngine
+    from killkrill.dev.kind.cluster import KindCluster
 
 __all__ = ["dev"]
 
@@ -259,3 +260,88 @@ def docker_image(
         push=push,
         echo=lambda line: click.echo(line, err=True),
     )
+
+
+@dev.group()
+def kind() -> None:
+    """A real kind cluster (pods run) on the project's Docker engine, from a node image
+    built here (killkrill/kind-node:<Kubernetes version>): no registry is needed."""
+
+
+_cluster_name = click.option(
+    "--name",
+    default=None,
+    help="Cluster name (default: $KILLKRILL_KIND_CLUSTER, else killkrill).",
+)
+
+
+def _cluster(name: str | None) -> KindCluster:
+    import os
+
+    from killkrill.dev.kind.cluster import DEFAULT_CLUSTER, KindCluster
+
+    chosen = name or os.environ.get("KILLKRILL_KIND_CLUSTER") or DEFAULT_CLUSTER
+    return KindCluster(chosen, echo=lambda line: click.echo(line, err=True))
+
+
+@kind.command("image")
+@click.option("--rebuild", is_flag=True, help="Build even when the image of this recipe exists.")
+def kind_image(rebuild: bool) -> None:
+    """Build the kind node image when missing or when its recipe changed: binaries from
+    source (cached), Debian bases (debootstrap, cached), kubeadm's images preloaded."""
+    from killkrill.dev.kind.node_image import build_node_image
+
+    engine = _engine()
+    if not engine.running():
+        click.echo(engine.up(), err=True)
+    built = build_node_image(engine, rebuild=rebuild, echo=lambda line: click.echo(line, err=True))
+    click.echo(built.line(), err=True)
+    click.echo(built.tag)
+
+
+@kind.command("up")
+@_cluster_name
+@click.option(
+    "--no-build", is_flag=True, help="Use the node image as it is (fail when it is missing)."
+)
+def kind_up(name: str | None, no_build: bool) -> None:
+    """Build what is missing, create the cluster (one node) and wait until the node is Ready
+    and CoreDNS runs; a no-op when it runs already. Kubeconfig: see `env`."""
+    cluster = _cluster(name)
+    click.echo(cluster.up(build=not no_build), err=True)
+
+
+@kind.command("down")
+@_cluster_name
+def kind_down(name: str | None) -> None:
+    """Delete the cluster; no container of it is left."""
+    click.echo(_cluster(name).down(), err=True)
+
+
+@kind.command("status")
+@_cluster_name
+def kind_status(name: str | None) -> None:
+    """Show the cluster's state; exit 1 unless it runs and its API server is ready."""
+    status = _cluster(name).status()
+    click.echo(status.line())
+    if status.state != "running":
+        raise SystemExit(1)
+
+
+@kind.command("env")
+@_cluster_name
+def kind_env(name: str | None) -> None:
+    """Print `export` lines for KUBECONFIG (the kind cluster's) and PATH (kubectl first):
+    ``eval "$(killkrill dev kind env)"``."""
+    env = _cluster(name).env()
+    click.echo(f"export KUBECONFIG={shlex.quote(env['KUBECONFIG'])}")
+    click.echo(f'export PATH={shlex.quote(env["BIN_DIR"])}:"$PATH"')
+
+
+@kind.command("load")
+@_cluster_name
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+def kind_load(name: str | None, images: tuple[str, ...]) -> None:
+    """Load images from the project's Docker engine into the cluster's node
+    (`kind load docker-image`); pods use them with imagePullPolicy IfNotPresent or Never."""
+    click.echo(_cluster(name).load(images), err=True)

@@ -39,7 +39,11 @@ __all__ = [
     "BaseTags",
     "apt_mirrors",
     "build_base_images",
+    "chroot_run",
     "clean_rootfs",
+    "debootstrap_rootfs",
+    "image_exists",
+    "import_rootfs",
 ]
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
@@ -195,13 +199,36 @@ def clean_rootfs(rootfs: Path, recipe: BaseRecipe) -> None:
             path.write_text("")
 
 
-def _chroot(rootfs: Path, *argv: str, timeout: float = 900) -> None:
+def chroot_run(rootfs: Path, *argv: str, timeout: float = 900) -> None:
+    """Run ``argv`` chrooted in ``rootfs`` (apt non-interactive, a plain PATH)."""
     env = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "DEBIAN_FRONTEND": "noninteractive",
         "LANG": "C.UTF-8",
     }
     run(["chroot", str(rootfs), *argv], env=env, timeout=timeout)
+
+
+def debootstrap_rootfs(
+    rootfs: Path, recipe: BaseRecipe, *, echo: Callable[[str], None] = print
+) -> None:
+    """``debootstrap --variant=<variant> <suite>`` into ``rootfs`` from the mirror apt uses
+    here, then apt set up (:func:`_prepare`) and bookworm-updates and -security applied.
+    Needs root; installs debootstrap when missing. Packages are the caller's to install
+    (:func:`chroot_run`), the cleaning too (:func:`clean_rootfs`)."""
+    if which("debootstrap", "/usr/sbin") is None:
+        apt_install("debootstrap")
+    debootstrap = which("debootstrap", "/usr/sbin") or "debootstrap"
+    mirror, security = apt_mirrors(host_apt_sources())
+    echo(f"debootstrap --variant={recipe.variant} {recipe.suite} from {mirror} ...")
+    run(
+        [debootstrap, f"--variant={recipe.variant}", recipe.suite, str(rootfs), mirror],
+        timeout=1800,
+    )
+    _prepare(rootfs, recipe, mirror, security)
+    echo(f"apt: {recipe.suite}-updates, -security ...")
+    chroot_run(rootfs, "apt-get", "update", "-q")
+    chroot_run(rootfs, "apt-get", "dist-upgrade", "-y", "-q")
 
 
 def _prepare(rootfs: Path, recipe: BaseRecipe, mirror: str, security: str) -> None:
@@ -224,14 +251,22 @@ def _prepare(rootfs: Path, recipe: BaseRecipe, mirror: str, security: str) -> No
 
 def _import(engine: DockerEngine, rootfs: Path, recipe: BaseRecipe, tags: BaseTags) -> None:
     """``tar -C rootfs -c . | docker import --change ... - TAG``, then the moving tag."""
+    import_rootfs(engine, rootfs, recipe.import_changes, tags.exact)
+    run([engine.docker(), "tag", tags.exact, tags.moving], env=engine.client_env())
+
+
+def import_rootfs(
+    engine: DockerEngine, rootfs: Path, import_changes: Iterable[str], tag: str
+) -> None:
+    """``tar -C rootfs -c . | docker import --change ... - TAG`` (owners kept as numbers)."""
     docker = engine.docker()
-    changes = [arg for change in recipe.import_changes for arg in ("--change", change)]
+    changes = [arg for change in import_changes for arg in ("--change", change)]
     tar = subprocess.Popen(
         ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE
     )
     try:
         done = subprocess.run(
-            [docker, "import", *changes, "-", tags.exact],
+            [docker, "import", *changes, "-", tag],
             stdin=tar.stdout,
             capture_output=True,
             text=True,
@@ -245,10 +280,8 @@ def _import(engine: DockerEngine, rootfs: Path, recipe: BaseRecipe, tags: BaseTa
         tar.wait(timeout=600)
     if tar.returncode != 0 or done.returncode != 0:
         raise DevServiceError(
-            f"importing {rootfs} as {tags.exact} failed (tar exit {tar.returncode}): "
-            f"{done.stderr.strip()}"
+            f"importing {rootfs} as {tag} failed (tar exit {tar.returncode}): {done.stderr.strip()}"
         )
-    run([docker, "tag", tags.exact, tags.moving], env=engine.client_env())
 
 
 def image_exists(engine: DockerEngine, tag: str) -> bool:
@@ -313,10 +346,6 @@ def build_base_images(
             "building the base images needs root (debootstrap, chroot): "
             "run `sudo .venv/bin/killkrill dev docker base`"
         )
-    if which("debootstrap", "/usr/sbin") is None:
-        apt_install("debootstrap")
-    debootstrap = which("debootstrap", "/usr/sbin") or "debootstrap"
-    mirror, security = apt_mirrors(host_apt_sources())
     work = cache_dir() / "base-image" / f"work-{recipe.digest()}"
     if work.exists():
         shutil.rmtree(work)
@@ -324,18 +353,11 @@ def build_base_images(
     work.mkdir(parents=True)
     started = time.monotonic()
     try:
-        echo(f"debootstrap --variant={recipe.variant} {recipe.suite} from {mirror} ...")
-        run(
-            [debootstrap, f"--variant={recipe.variant}", recipe.suite, str(rootfs), mirror],
-            timeout=1800,
-        )
-        _prepare(rootfs, recipe, mirror, security)
-        echo(f"apt: {recipe.suite}-updates, -security, {' '.join(recipe.runtime_packages)} ...")
-        _chroot(rootfs, "apt-get", "update", "-q")
-        _chroot(rootfs, "apt-get", "dist-upgrade", "-y", "-q")
-        _chroot(rootfs, "apt-get", "install", "-y", "-q", *recipe.runtime_packages)
+        debootstrap_rootfs(rootfs, recipe, echo=echo)
+        echo(f"apt: {' '.join(recipe.runtime_packages)} ...")
+        chroot_run(rootfs, "apt-get", "install", "-y", "-q", *recipe.runtime_packages)
         run(["cp", "-a", str(rootfs), str(build_rootfs)])
-        _chroot(build_rootfs, "apt-get", "install", "-y", "-q", *recipe.build_packages)
+        chroot_run(build_rootfs, "apt-get", "install", "-y", "-q", *recipe.build_packages)
         for tree, tags in ((rootfs, recipe.runtime), (build_rootfs, recipe.build)):
             clean_rootfs(tree, recipe)
             _import(engine, tree, recipe, tags)

@@ -38,7 +38,17 @@ from killkrill.dev.k8s.versions import BINARIES, KUBERNETES_VERSION, GoBinary, G
 from killkrill.dev.process import cache_dir, which
 from killkrill.errors import DevServiceError
 
-__all__ = ["BuildResult", "bin_dir", "build", "build_root", "go_env", "is_built"]
+__all__ = [
+    "BuildResult",
+    "bin_dir",
+    "binary_path",
+    "build",
+    "build_root",
+    "go_env",
+    "is_built",
+    "module_source",
+    "recipe_of",
+]
 
 Echo = Callable[[str], None]
 _GO_HINT = (
@@ -62,6 +72,12 @@ def bin_dir() -> Path:
     return path
 
 
+def binary_path(name: str) -> Path:
+    """Where binary ``name`` is (or will be) once built: ``bin_dir()/<name>``, or
+    ``bin_dir()/node/...`` for a binary only a kind node uses."""
+    return bin_dir() / BINARIES[name].relative_path
+
+
 def _stamp_path(name: str) -> Path:
     return bin_dir() / ".stamps" / name
 
@@ -69,23 +85,31 @@ def _stamp_path(name: str) -> Path:
 def _recipe(binary: GoBinary) -> str:
     """What a binary is built from: its stamp. A different recipe means a rebuild."""
     module = binary.module
-    return json.dumps(
-        {
-            "module": f"{module.path}@{module.version}",
-            "pin_local_replaces": module.pin_local_replaces,
-            "inherit_replaces": module.inherit_replaces,
-            "package": binary.package,
-            "wrapper": binary.wrapper,
-            "version_vars": list(binary.version_vars),
-        },
-        sort_keys=True,
-    )
+    recipe: dict[str, object] = {
+        "module": f"{module.path}@{module.version}",
+        "pin_local_replaces": module.pin_local_replaces,
+        "inherit_replaces": module.inherit_replaces,
+        "package": binary.package,
+        "wrapper": binary.wrapper,
+        "version_vars": list(binary.version_vars),
+    }
+    # Only when set: the stamps of binaries built before these existed stay valid.
+    if binary.tags:
+        recipe["tags"] = list(binary.tags)
+    if binary.install_as:
+        recipe["install_as"] = binary.install_as
+    return json.dumps(recipe, sort_keys=True)
+
+
+def recipe_of(name: str) -> str:
+    """The build recipe of binary ``name`` (what its stamp holds once built)."""
+    return _recipe(BINARIES[name])
 
 
 def is_built(name: str) -> bool:
     """True when ``bin_dir()/name`` is there and was built from the pinned recipe."""
     binary = BINARIES[name]
-    path = bin_dir() / name
+    path = binary_path(name)
     try:
         stamp = _stamp_path(name).read_text()
     except OSError:
@@ -210,6 +234,13 @@ class _Go:
             self.output("mod", "edit", "-json", gomod_file, cwd=cwd)
         )
         return parsed
+
+
+def module_source(module: GoModule) -> Path:
+    """The source of ``module`` in Go's module cache (read-only), downloaded through the
+    proxy when it is not there yet."""
+    go = _Go(build_root() / "logs")
+    return Path(go.download(module, build_root())["Dir"])
 
 
 def _tail(text: str) -> str:
@@ -379,12 +410,15 @@ class _Builder:
         return " ".join(["-s", "-w", *xs])
 
     def build_one(self, binary: GoBinary) -> BuildResult:
-        target = bin_dir() / binary.name
+        target = binary_path(binary.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp_dir = self.tmp
         tmp = tmp_dir / f"{binary.name}.{os.getpid()}"
         self.echo(f"k8s build: building {binary.name} ({binary.module.path}@{binary.version})")
         started = time.monotonic()
         flags = ["-trimpath", "-ldflags", self.ldflags(binary)]
+        if binary.tags:
+            flags += ["-tags", ",".join(binary.tags)]
         what = f"building {binary.name}"
         try:
             if binary.wrapper is None:
@@ -460,7 +494,7 @@ def build(names: Iterable[str], *, echo: Echo = print) -> list[BuildResult]:
     unknown = [n for n in wanted if n not in BINARIES]
     if unknown:
         raise DevServiceError(f"unknown binary {', '.join(unknown)}; known: {', '.join(BINARIES)}")
-    results = [BuildResult(n, bin_dir() / n, False) for n in wanted if is_built(n)]
+    results = [BuildResult(n, binary_path(n), False) for n in wanted if is_built(n)]
     missing = [n for n in wanted if not is_built(n)]
     if not missing:
         echo(f"k8s build: nothing to build, {', '.join(wanted)} cached in {bin_dir()}")
@@ -470,7 +504,7 @@ def build(names: Iterable[str], *, echo: Echo = print) -> list[BuildResult]:
         builder: _Builder | None = None
         for name in missing:
             if is_built(name):  # built by whoever held the lock before us
-                results.append(BuildResult(name, bin_dir() / name, False))
+                results.append(BuildResult(name, binary_path(name), False))
                 continue
             if builder is None:
                 builder = _Builder(echo)

@@ -12,12 +12,21 @@ from dataclasses import dataclass
 __all__ = [
     "BINARIES",
     "CLIENT_TOOLS",
+    "CNI_PLUGINS",
+    "CNI_PLUGINS_VERSION",
+    "CONTAINERD_VERSION",
     "CONTROL_PLANE",
+    "COREDNS_VERSION",
+    "CRICTL_VERSION",
     "ETCD_VERSION",
     "EXTRA_TOOLS",
     "HELM_VERSION",
+    "KIND",
+    "KIND_NODE_BINARIES",
     "KIND_VERSION",
+    "KUBERNETES",
     "KUBERNETES_VERSION",
+    "LOCAL_PATH_PROVISIONER_VERSION",
     "NODE_TOOLS",
     "SKAFFOLD_VERSION",
     "STAGING_VERSION",
@@ -33,6 +42,16 @@ ETCD_VERSION = "v3.6.5"  # the version k8s 1.34.4's build/dependencies.yaml name
 HELM_VERSION = "v3.22.0"
 KIND_VERSION = "v0.33.0"
 SKAFFOLD_VERSION = "v2.16.1"
+# What a kind node runs besides Kubernetes (kind v0.33.0's base image builds containerd
+# v2.3.4 and CNI plugins v1.9.1; its crictl v1.36.0 is not served by the proxy, v1.34.0
+# matches Kubernetes 1.34; CoreDNS v1.12.1 is what kubeadm 1.34 deploys).
+CONTAINERD_VERSION = "v2.3.4"
+CRICTL_VERSION = "v1.34.0"
+CNI_PLUGINS_VERSION = "v1.9.1"
+COREDNS_VERSION = "v1.12.1"
+# kind's default storage (rancher/local-path-provisioner): kind v0.33.0 ships v0.0.34, which
+# the proxy does not serve (nor v0.0.31-v0.0.33); v0.0.30 is served and builds.
+LOCAL_PATH_PROVISIONER_VERSION = "v0.0.30"
 
 
 @dataclass(frozen=True)
@@ -65,9 +84,21 @@ class GoBinary:
     ``build_date`` (the proxy's time of the version), ``commit`` (from its origin, or
     ``unknown``) and ``client_go_minor`` (the minor of the k8s.io/client-go it requires)."""
 
+    tags: tuple[str, ...] = ()
+    """Go build tags (``-tags``)."""
+    install_as: str | None = None
+    """Path of the binary under the bin dir when not ``name`` (node-only binaries go to
+    ``node/``, off the PATH ``killkrill dev k8s env`` sets: a ``containerd`` there would be
+    the one dockerd starts)."""
+
     @property
     def version(self) -> str:
         return self.module.version
+
+    @property
+    def relative_path(self) -> str:
+        """Where the binary is, relative to the bin dir."""
+        return self.install_as or self.name
 
 
 KUBERNETES = GoModule("k8s.io/kubernetes", KUBERNETES_VERSION, pin_local_replaces=STAGING_VERSION)
@@ -78,6 +109,20 @@ KIND = GoModule("sigs.k8s.io/kind", KIND_VERSION)
 SKAFFOLD = GoModule(
     "github.com/GoogleContainerTools/skaffold/v2", SKAFFOLD_VERSION, inherit_replaces=True
 )
+CONTAINERD = GoModule("github.com/containerd/containerd/v2", CONTAINERD_VERSION)
+CRI_TOOLS = GoModule("sigs.k8s.io/cri-tools", CRICTL_VERSION)
+CNI = GoModule("github.com/containernetworking/plugins", CNI_PLUGINS_VERSION)
+COREDNS = GoModule("github.com/coredns/coredns", COREDNS_VERSION)
+LOCAL_PATH = GoModule("github.com/rancher/local-path-provisioner", LOCAL_PATH_PROVISIONER_VERSION)
+
+CNI_PLUGINS = {
+    "ptp": "plugins/main/ptp",
+    "host-local": "plugins/ipam/host-local",
+    "portmap": "plugins/meta/portmap",
+    "loopback": "plugins/main/loopback",
+    "bridge": "plugins/main/bridge",
+}
+"""The CNI plugins a kind node gets (``/opt/cni/bin/<name>``), by their package in CNI."""
 
 _K8S_VERSION_VARS = tuple(
     f"{package}.{var}"
@@ -96,6 +141,33 @@ _K8S_VERSION_VARS = tuple(
 def _k8s(cmd: str) -> GoBinary:
     return GoBinary(
         cmd, KUBERNETES, f"k8s.io/kubernetes/cmd/{cmd}", "kubernetes", _K8S_VERSION_VARS
+    )
+
+
+def _containerd(cmd: str) -> GoBinary:
+    return GoBinary(
+        cmd,
+        CONTAINERD,
+        f"{CONTAINERD.path}/cmd/{cmd}",
+        None,
+        tuple(
+            f"{CONTAINERD.path}/version.{var}"
+            for var in ("Version={version}", "Revision={commit}", f"Package={CONTAINERD.path}")
+        ),
+        # as kind's base image: none of the optional snapshotters is ever selected in a node
+        tags=("no_aufs", "no_zfs", "no_btrfs", "no_devmapper"),
+        install_as=f"node/{cmd}",
+    )
+
+
+def _cni(plugin: str) -> GoBinary:
+    return GoBinary(
+        f"cni-{plugin}",
+        CNI,
+        f"{CNI.path}/{CNI_PLUGINS[plugin]}",
+        None,
+        (f"{CNI.path}/pkg/utils/buildversion.BuildVersion={{version}}",),
+        install_as=f"node/cni/{plugin}",
     )
 
 
@@ -139,6 +211,34 @@ BINARIES: dict[str, GoBinary] = {
         _k8s("kubeadm"),
         _k8s("kube-scheduler"),
         _k8s("kube-proxy"),
+        _containerd("containerd"),
+        _containerd("containerd-shim-runc-v2"),
+        _containerd("ctr"),
+        GoBinary(
+            "crictl",
+            CRI_TOOLS,
+            f"{CRI_TOOLS.path}/cmd/crictl",
+            None,
+            (f"{CRI_TOOLS.path}/pkg/version.Version={{version}}",),
+            install_as="node/crictl",
+        ),
+        *(_cni(plugin) for plugin in CNI_PLUGINS),
+        GoBinary(
+            "coredns",
+            COREDNS,
+            COREDNS.path,
+            None,
+            (f"{COREDNS.path}/coremain.GitCommit={{commit}}",),
+            install_as="node/coredns",
+        ),
+        GoBinary(
+            "local-path-provisioner",
+            LOCAL_PATH,
+            LOCAL_PATH.path,
+            None,
+            ("main.VERSION={version}",),
+            install_as="node/local-path-provisioner",
+        ),
     )
 }
 """Every binary the builder knows, by name."""
@@ -151,3 +251,19 @@ EXTRA_TOOLS = ("kind", "skaffold", "etcdctl")
 """Built by ``killkrill dev k8s build --all`` (and ``up --all``) besides :data:`UP_TOOLS`."""
 NODE_TOOLS = ("kubelet", "kubeadm", "kube-scheduler", "kube-proxy")
 """Built on demand by name (``killkrill dev k8s build kubelet ...``), for a kind node image."""
+KIND_NODE_BINARIES = (
+    *NODE_TOOLS,
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kubectl",
+    "etcd",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "crictl",
+    *(f"cni-{plugin}" for plugin in CNI_PLUGINS),
+    "coredns",
+    "local-path-provisioner",
+)
+"""Everything a kind node image is assembled from (``killkrill dev kind image`` builds the
+missing ones): the node's own programs and the binaries of the images kubeadm runs."""
