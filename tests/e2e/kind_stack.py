@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import psycopg2
 import pytest
 from elasticsearch import Elasticsearch
-from kind_cluster import RUN_ID, KindEnv, run_kind
+from kind_cluster import APP_IMAGE, RUN_ID, KindEnv, run_kind
 
 __all__ = [
     "REPO",
@@ -212,14 +212,13 @@ class Stack:
     release: str
     pg_secret: str = "killkrill-postgres"
 
-    def pipeline(
-        self, name: str, spec: Mapping[str, Any] | None = None, *, image_tag: str = "dev"
-    ) -> dict[str, Any]:
+    def pipeline(self, name: str, spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """A Pipeline object: the services' connections (index prefix ``logs-<name>``), the
         image loaded into kind, HTTP auth off, syslog TCP on 5141; ``spec`` merged over."""
+        repository, tag = APP_IMAGE.rsplit(":", 1)
         body: dict[str, Any] = {
             **self.services.spec(pg_secret=self.pg_secret, index_prefix=f"logs-{name}"),
-            "image": {"repository": "killkrill/killkrill", "tag": image_tag, "pullPolicy": "Never"},
+            "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
             "receivers": {
                 "http": {"auth": {"enabled": False}},
                 "syslog": {"tcpPort": 5141, "udpPort": 5141},
@@ -317,8 +316,9 @@ class Stack:
 
 def install_chart(kind_env: KindEnv, services: Services, namespace: str, release: str) -> Stack:
     """CRDs (server-side, as skaffold's hook does), then ``helm install --wait`` of the chart
-    in ``namespace``: operator image ``killkrill/killkrill:dev`` (Never pulled), watching
+    in ``namespace``: operator image :data:`APP_IMAGE` (never pulled), watching
     ``namespace`` only, its own peering; the PostgreSQL Secret for Pipelines there."""
+    repository, tag = APP_IMAGE.rsplit(":", 1)
     kind_env.kubectl(
         "apply", "--server-side", "--force-conflicts", "--field-manager=kk-e2e",
         "-f", str(REPO / "crds"),
@@ -328,7 +328,8 @@ def install_chart(kind_env: KindEnv, services: Services, namespace: str, release
     done = kind_env.run(
         "helm", "install", release, str(CHART), "-n", namespace,
         "--set", "crds.install=false",
-        "--set", "image.tag=dev",
+        "--set", f"image.repository={repository}",
+        "--set", f"image.tag={tag}",
         "--set", "image.pullPolicy=Never",
         "--set", f"operator.watchNamespaces={{{namespace}}}",
         "--set", f"operator.peering.name={release}",
