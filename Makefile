@@ -114,8 +114,13 @@ test: install peers bench-peers services k8s lint image ## Everything: lint, the
 	$(BIN)/pytest -p random_order --random-order -m 'not e2e' \
 	  --cov=killkrill --cov-report=term --cov-fail-under=$(COV_FAIL_UNDER) $(PYTEST_ARGS)
 
+# The image the e2e tests run, built from this tree under a tag of its own: `make image` of
+# another worktree on the same engine moves killkrill/killkrill:dev.
+E2E_IMAGE ?= killkrill/killkrill:e2e
+
 e2e: kind ## End-to-end tests in the kind cluster (tests/e2e; not part of `make test`)
-	$(BIN)/pytest -m e2e tests/e2e $(PYTEST_ARGS)
+	$(KK) dev docker image --tag $(E2E_IMAGE)
+	KILLKRILL_E2E_IMAGE=$(E2E_IMAGE) $(BIN)/pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -47,12 +47,26 @@ def db() -> None:
 @db.command()
 @_url
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
-def upgrade(database_url: str | None, revision: str) -> None:
-    """Migrate the database to REVISION (default: the newest). Idempotent."""
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The database of this config file's metrics worker (its `metrics_worker` section, "
+    "password file read): what the operator's metrics-worker pods migrate before starting.",
+)
+def upgrade(database_url: str | None, revision: str, config_file: str | None) -> None:
+    """Migrate the database to REVISION (default: the newest). Idempotent; concurrent runs
+    take turns (a PostgreSQL advisory lock), so every replica may run it at start."""
     from killkrill.db.migrate import current
     from killkrill.db.migrate import upgrade as run_upgrade
 
-    url = _database_url(database_url)
+    if config_file is not None and database_url is None:
+        from killkrill.config.workers import MetricsWorkerSettings
+
+        settings = MetricsWorkerSettings.load(config_file)
+        url = settings.database.url.get_secret_value()
+    else:
+        url = _database_url(database_url)
     before = current(url)
     run_upgrade(url, revision)
     after = current(url)

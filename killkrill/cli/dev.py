@@ -345,3 +345,44 @@ def kind_load(name: str | None, images: tuple[str, ...]) -> None:
     """Load images from the project's Docker engine into the cluster's node
     (`kind load docker-image`); pods use them with imagePullPolicy IfNotPresent or Never."""
     click.echo(_cluster(name).load(images), err=True)
+
+
+@kind.command("services-image")
+@click.option("--rebuild", is_flag=True, help="Build even when an image of this recipe exists.")
+@click.argument("names", nargs=-1, type=click.Choice(["redis", "postgres", "elasticsearch"]))
+def kind_services_image(rebuild: bool, names: tuple[str, ...]) -> None:
+    """Build the images of Redis, PostgreSQL and Elasticsearch (NAMES, default all) on the
+    local Debian base, from the packages and distribution the service manager uses; cached
+    by recipe hash. Prints the tags manifests use (killkrill/redis:7...)."""
+    from killkrill.dev.kind.services import build_service_images
+
+    engine = _engine()
+    if not engine.running():
+        click.echo(engine.up(), err=True)
+    built = build_service_images(
+        engine, only=names, rebuild=rebuild, echo=lambda line: click.echo(line, err=True)
+    )
+    for result in built:
+        click.echo(result.tag)
+
+
+@kind.command("services-manifest")
+@click.option(
+    "--postgres-password-secret",
+    metavar="SECRET/KEY",
+    help="A Secret key holding the PostgreSQL owner's password (default: trust, no password).",
+)
+def kind_services_manifest(postgres_password_secret: str | None) -> None:
+    """Print Deployments and Services redis, postgres and elasticsearch (the images of
+    `services-image`) as YAML: `... | kubectl apply -n NS -f -`."""
+    import yaml
+
+    from killkrill.dev.kind.services import service_manifests
+
+    secret = None
+    if postgres_password_secret:
+        name, _, key = postgres_password_secret.partition("/")
+        if not key:
+            raise click.BadParameter("SECRET/KEY", param_hint="--postgres-password-secret")
+        secret = (name, key)
+    click.echo(yaml.safe_dump_all(service_manifests(postgres_password_secret=secret)), nl=False)

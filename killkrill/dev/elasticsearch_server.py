@@ -89,10 +89,15 @@ class ElasticsearchServer(LocalService):
             return False
         return health.get("status") in ("green", "yellow")
 
+    def archive_path(self) -> Path:
+        """Where the distribution zip is (or goes) in the local Maven repository."""
+        repo = Path(os.environ.get("MAVEN_REPO", Path.home() / ".m2/repository"))
+        return repo / GROUP_PATH / VERSION / f"elasticsearch-{VERSION}.zip"
+
     def _zip(self) -> Path:
         """The distribution zip, fetched into the local Maven repository if missing."""
-        repo = Path(os.environ.get("MAVEN_REPO", Path.home() / ".m2/repository"))
-        path = repo / GROUP_PATH / VERSION / f"elasticsearch-{VERSION}.zip"
+        path = self.archive_path()
+        repo = path.parents[len(GROUP_PATH.split("/")) + 1]
         if path.exists():
             return path
         if which("mvn") is None:

@@ -266,6 +266,9 @@ def render(
                 [_port("ops", OPS_PORTS[component], "TCP")],
                 mounts[component],
                 _hash(config, mounts[component], versions),
+                # The schema the metrics worker refuses to start without, migrated first
+                # (idempotent; replicas take turns): nothing else migrates it in a cluster.
+                migrate=component == METRICS_WORKER,
             )
         )
         objects.append(_pdb(name, namespace, component))
@@ -312,6 +315,8 @@ def _deployment(
     ports: list[dict[str, Any]],
     secrets: list[str],
     config_hash: str,
+    *,
+    migrate: bool = False,
 ) -> dict[str, Any]:
     name, image = pipeline.name, pipeline.spec.image
     volumes: list[dict[str, Any]] = [
@@ -379,6 +384,7 @@ def _deployment(
                     "fsGroup": 10001,
                     "seccompProfile": {"type": "RuntimeDefault"},
                 },
+                **({"initContainers": [_migrate(container)]} if migrate else {}),
                 "containers": [container],
                 "volumes": volumes,
             },
@@ -395,6 +401,20 @@ def _deployment(
             "labels": component_labels(name, component),
         },
         "spec": deployment_spec,
+    }
+
+
+def _migrate(container: Mapping[str, Any]) -> dict[str, Any]:
+    """An init container of ``container``'s image, config and Secrets running ``killkrill db
+    upgrade`` against the database of the metrics worker's settings."""
+    return {
+        "name": "migrate",
+        "image": container["image"],
+        "imagePullPolicy": container["imagePullPolicy"],
+        "args": ["db", "upgrade", "--config", CONFIG_PATH],
+        "resources": container["resources"],
+        "volumeMounts": container["volumeMounts"],
+        "securityContext": container["securityContext"],
     }
 
 

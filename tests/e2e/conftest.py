@@ -13,8 +13,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from kind_cluster import kind_env, kind_image, kind_namespace
+from kind_stack import kind_services
 
-__all__ = ["kind_env", "kind_image", "kind_namespace"]
+__all__ = ["kind_env", "kind_image", "kind_namespace", "kind_services"]
 
 _HERE = Path(__file__).parent
 

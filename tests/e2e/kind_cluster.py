@@ -10,8 +10,9 @@ names another cluster. Everything a test reaches goes through 127.0.0.1: the API
 
 * ``kind_env`` (session): the cluster, up; a :class:`KindEnv` (kubeconfig, ``kubectl``,
   ``get``, ``apply``, ``wait``, ``load``, ``port_forward``, ``node_exec``);
-* ``kind_image`` (session): ``killkrill/killkrill:dev`` loaded into the node (``make e2e``
-  builds it); pods use it with ``imagePullPolicy: Never``;
+* ``kind_image`` (session): :data:`APP_IMAGE` (``killkrill/killkrill:dev``, or
+  ``$KILLKRILL_E2E_IMAGE``: ``make e2e`` builds ``killkrill/killkrill:e2e``) loaded into the
+  node; pods use it with ``imagePullPolicy: Never``;
 * ``kind_namespace`` (per test): a namespace of the test's own, ``kk-e2e-<run>-<n>``,
   deleted afterwards (what was in it is printed first when the test failed).
 """
@@ -46,7 +47,10 @@ __all__ = [
 ]
 
 RUN_ID = os.environ.get("KILLKRILL_TEST_RUN") or uuid.uuid4().hex[:10]
-APP_IMAGE = "killkrill/killkrill:dev"
+APP_IMAGE = os.environ.get("KILLKRILL_E2E_IMAGE") or "killkrill/killkrill:dev"
+"""The KillKrill image the tests run: ``make image``'s, or (``make e2e``) one tagged for the
+e2e run alone, so that another worktree's ``make image`` on the same engine (which moves
+``:dev``) cannot swap it mid-run."""
 _UP_TIMEOUT = 3 * 3600  # a cold build of every binary and the node image on 2 busy cores
 _namespaces = itertools.count(1)
 _FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+) ->")
@@ -243,7 +247,7 @@ def kind_env() -> KindEnv:
 
 @pytest.fixture(scope="session")
 def kind_image(kind_env: KindEnv) -> str:
-    """``killkrill/killkrill:dev`` in the node (``make e2e`` builds it first)."""
+    """:data:`APP_IMAGE` in the node (``make e2e`` builds it first)."""
     kind_env.load(APP_IMAGE)
     return APP_IMAGE
 

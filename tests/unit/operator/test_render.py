@@ -124,3 +124,19 @@ def test_disabled_receivers_have_no_service_and_syslog_ports_follow_the_spec() -
         ("syslog-tls", 6514, "TCP"),
     ]
     assert rendered.secrets == {"tls": ["tls.crt", "tls.key"]}
+
+
+def test_metrics_worker_pods_migrate_the_schema_first_with_their_own_config() -> None:
+    """Nothing else migrates the database in a cluster, and the metrics worker refuses an
+    unmigrated one: its pods run `killkrill db upgrade --config` first (found in kind)."""
+    spec = {"postgres": {"secretRef": {"name": "pg", "key": "pw"}}}
+    rendered = render(_pipeline(spec), namespace="ns")
+    pod = rendered.get("Deployment", "p-metrics-worker")["spec"]["template"]["spec"]
+    [worker] = pod["containers"]
+    [init] = pod["initContainers"]
+    assert init["args"] == ["db", "upgrade", "--config", "/etc/killkrill/config.yaml"]
+    assert init["image"] == worker["image"]
+    assert init["volumeMounts"] == worker["volumeMounts"]  # the config and the pg Secret
+    assert init["securityContext"] == worker["securityContext"]
+    for other in ("p-receiver", "p-log-worker"):
+        assert "initContainers" not in rendered.get("Deployment", other)["spec"]["template"]["spec"]
