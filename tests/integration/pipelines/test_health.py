@@ -135,13 +135,17 @@ def _add(client: redis.Redis, name: str, n: int, **extra: Any) -> None:
 
 
 def _wait_verdict(
-    health: Callable[..., PipelineHealth], verdict: str, timeout: float = 30
+    health: Callable[..., PipelineHealth],
+    verdict: str,
+    timeout: float = 30,
+    also: Callable[[PipelineHealth], bool] = lambda report: True,
 ) -> PipelineHealth:
+    """The first report with ``verdict`` (and for which ``also`` holds)."""
     seen: list[PipelineHealth] = []
 
     def reached() -> bool:
         seen.append(health())
-        return seen[-1].verdict == verdict
+        return seen[-1].verdict == verdict and also(seen[-1])
 
     try:
         wait_for(reached, timeout, f"verdict {verdict}")
@@ -168,7 +172,13 @@ def test_a_backlog_nobody_drains_is_stalled_then_healthy_once_drained(
         assert "1 live log-worker" in report.reason
     finally:
         worker.signal(signal.SIGCONT)
-    report = _wait_verdict(health, HEALTHY)
+    # Healthy comes while the backlog is still in flight; then it drains, staying Healthy.
+    _wait_verdict(health, HEALTHY)
+
+    def drained(report: PipelineHealth) -> bool:
+        return all(s.length == 0 for s in report.streams if s.name == _stream(name))
+
+    report = _wait_verdict(health, HEALTHY, also=drained)
     [logs] = [s for s in report.streams if s.name == _stream(name)]
     assert (logs.length, logs.lag, logs.pending) == (0, 0, 0)
     [beat] = [w for w in report.workers if w.kind == "log-worker"]

@@ -686,19 +686,23 @@ async def test_reclaimed_entries_get_their_exact_delivery_count_among_many_pendi
 ) -> None:
     # Between two reclaimed entries, 25 entries pending for the reclaiming consumer itself:
     # a range query for the delivery counts (capped at 4 x 3 + 10 rows) would miss `last`.
-    dead = ConsumerGroup(aclient, STREAM, "g", "dead", claim_idle_ms=50)
+    # Only `dead`'s entries are made idle (XCLAIM IDLE JUSTID: owner and counts unchanged),
+    # so no timing on a busy machine decides what is reclaimed.
+    idle_ms = 60_000
+    dead = ConsumerGroup(aclient, STREAM, "g", "dead", claim_idle_ms=idle_ms)
     await dead.ensure()
     [first] = _add(redis_client, {"n": 0})
     await dead.read(1)
     _add(redis_client, *[{"n": i} for i in range(1, 26)])
-    alive = ConsumerGroup(aclient, STREAM, "g", "alive", claim_idle_ms=50)
+    alive = ConsumerGroup(aclient, STREAM, "g", "alive", claim_idle_ms=idle_ms)
     assert len(await alive.read(25)) == 25
     [last] = _add(redis_client, {"n": 26})
     await dead.read(1)
     for _ in range(2):  # two more deliveries of `last` to `dead` (reading its history)
         redis_client.xreadgroup("g", "dead", {STREAM: first})
-    await asyncio.sleep(0.1)
-    redis_client.xreadgroup("g", "alive", {STREAM: "0"})  # `alive`'s own: not idle any more
+    redis_client.xclaim(STREAM, "g", "dead", 0, [first, last], idle=2 * idle_ms, justid=True)
+    # A fresh handle of `alive` (its next reclaim is due at once)
+    alive = ConsumerGroup(aclient, STREAM, "g", "alive", claim_idle_ms=idle_ms)
     claimed = await alive.read(3)
     assert {e.id: e.deliveries for e in claimed} == {first: 2, last: 4}
 
