@@ -43,7 +43,7 @@ def _skaffold_env(kind_env: KindEnv) -> dict[str, str]:
 
     return {
         **kind_env.env,
-        **DockerEngine().client_env(),
+        "DOCKER_HOST": DockerEngine().local_url(),
         "SKAFFOLD_UPDATE_CHECK": "false",
         "SKAFFOLD_INTERACTIVE": "false",
     }
