@@ -58,8 +58,14 @@ def skaffold_namespace(kind_env: KindEnv) -> Iterator[str]:
     """Namespace ``killkrill`` with the backing services the example Pipeline names
     (``redis``, ``elasticsearch``, ``postgres`` without a password); afterwards the release
     (``skaffold delete``) and the namespace go."""
-    if kind_env.run("kubectl", "get", "namespace", NAMESPACE).returncode == 0:
+
+    def phase() -> str | None:
+        found = kind_env.run("kubectl", "get", "namespace", NAMESPACE, "-o", "json")
+        return json.loads(found.stdout)["status"]["phase"] if found.returncode == 0 else None
+
+    if phase() == "Active":
         pytest.fail(f"namespace {NAMESPACE} exists: a skaffold release of someone's runs there")
+    wait_for(lambda: phase() is None, 300, f"namespace {NAMESPACE} deleted (by an earlier run)")
     built = run_kind("services-image", timeout=3600)
     assert built.returncode == 0, built.stderr
     kind_env.load(*built.stdout.split())
