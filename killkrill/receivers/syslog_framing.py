@@ -94,6 +94,15 @@ class FrameSplitter:
             return None
         return rest
 
+    def drop_partial(self) -> int:
+        """Forget the frame begun and not complete (or being skipped); its bytes, which were
+        never a frame, are dropped. Returns how many bytes were held."""
+        held = len(self._buf)
+        self._buf.clear()
+        self._skip = 0
+        self._discard_line = False
+        return held
+
     @property
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a frame."""

@@ -396,7 +396,11 @@ class _Connection(asyncio.Protocol):
             self.server._count_read(self.name, len(frames))
             self.wakeup.set()
         if self.completing:
-            if not self.splitter.buffered:  # the frame the stop cut is whole: read no more
+            if frames or not self.splitter.buffered:  # the frame the stop cut is whole
+                # Read no more. What this read holds past the frames it completed began
+                # after the stop: like the bytes still in the socket, it is left unread
+                # (otherwise a sender that keeps sending is read on and on).
+                self.splitter.drop_partial()
                 self.completing = False
                 with contextlib.suppress(RuntimeError, AttributeError):
                     self.transport.pause_reading()  # type: ignore[union-attr]

@@ -250,12 +250,16 @@ def test_the_worker_process_stays_unready_saying_why_until_stopped(
     )
     assert status == 503
     assert "elasticsearch.username" in body or "elasticsearch.ca_file" in body
-    waits = [
-        line
-        for line in worker.log_lines()
-        if line.get("msg") == "cannot start yet, waiting" and expected in line.get("error", "")
-    ]
-    assert waits, worker.output()
+
+    def waits() -> bool:
+        """The start loop's own line: ``/readyz`` probes Elasticsearch by itself, so it may say
+        why before the start attempt (retried by the client) has given up and logged it."""
+        return any(
+            line.get("msg") == "cannot start yet, waiting" and expected in line.get("error", "")
+            for line in worker.log_lines()
+        )
+
+    wait_for(waits, 60, f"the log to say it waits because {expected!r}")
     assert (redis_client.xlen(STREAM), pending_count(redis_client)) == (5, 0)
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0

@@ -79,6 +79,34 @@ async def test_a_frame_cut_by_the_stop_is_read_to_its_end_and_written(
     writer.close()
 
 
+async def test_reading_stops_once_the_cut_frame_is_whole_though_the_sender_goes_on(
+    start_syslog: Callable[..., Any], redis_client: redis.Redis
+) -> None:
+    """The read that completes the cut frame ends the reading, though it ends in the middle
+    of a later frame: a sender that keeps sending is not read on until the drain deadline."""
+    server = await start_syslog(**{"syslog.drain_timeout": 5})
+    _reader, writer = await asyncio.open_connection("127.0.0.1", server.tcp_port)
+    frames = [_octets(n) for n in range(1, 6)]
+    writer.write(frames[0] + frames[1][:20])
+    await writer.drain()
+    await _until(lambda: server.read == 1)
+    started = time.monotonic()
+    stopping = asyncio.create_task(server.stop())
+    await asyncio.sleep(0.2)  # the stop has begun: it waits for the cut frame's end
+    writer.write(frames[1][20:] + frames[2] + frames[3][:10])
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.write(frames[3][10:] + frames[4])  # sent after the cut frame came whole
+    await writer.drain()
+    await asyncio.wait_for(stopping, 10)
+    assert time.monotonic() - started < 3, "the stop did not wait for its drain deadline"
+    # Frame 2 completed the cut; frame 3 came in the same read (TCP may have split it).
+    assert server.read in (2, 3) and server.written == server.read and server.lost == 0
+    messages = [orjson.loads(f[b"data"])["message"] for _, f in redis_client.xrange("logs-stream")]
+    assert messages == [f"message {n}" for n in range(1, server.read + 1)]
+    writer.close()
+
+
 async def test_a_cut_frame_whose_end_never_comes_is_counted_lost_at_the_deadline(
     start_syslog: Callable[..., Any], redis_client: redis.Redis
 ) -> None:

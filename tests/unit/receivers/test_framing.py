@@ -34,3 +34,14 @@ def test_unterminated_oversized_line_is_discarded_until_newline() -> None:
     assert splitter.buffered == 0
     assert splitter.feed(b"zz\n<2>ok\n") == [b"<2>ok"]
     assert splitter.oversized == 1
+
+
+def test_drop_partial_forgets_the_frame_begun_and_the_next_one_starts_clean() -> None:
+    splitter = FrameSplitter(max_frame=64)
+    assert splitter.feed(b"5 hello3 ab") == [b"hello"]
+    assert splitter.drop_partial() == 4
+    assert splitter.buffered == 0
+    assert splitter.feed(b"3 xyz") == [b"xyz"]
+    splitter.feed(b"100 " + b"a" * 10)  # an oversized frame being skipped
+    assert splitter.drop_partial() == 0
+    assert splitter.feed(b"2 ok") == [b"ok"]
