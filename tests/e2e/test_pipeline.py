@@ -354,6 +354,8 @@ def test_an_unreachable_elasticsearch_is_reported_and_the_backlog_drains_once_fi
     ready = stack.wait_condition(name, "Ready", "False")
     _note(f"broken: Ready {ready['reason']}: {ready['message']}\n")
     env = stack.kind_env
+    # The receivers need Redis only: they take logs while nothing can be indexed.
+    wait_for(partial(_pods_ready, stack, name, "receiver", 1), 180, "the receiver Ready")
     with env.port_forward(stack.namespace, f"service/{name}-receiver", _HTTP_PORT) as http:
         _send_logs(http, token, 500)  # accepted: Redis holds them
     wait_for(
