@@ -111,7 +111,7 @@ unit: install ## Unit tests only (no services needed)
 
 test: install peers bench-peers services k8s lint image ## Everything: lint, the image, unit + integration tests with coverage
 	$(SERVICES_ENV); \
-	$(BIN)/pytest -p random_order --random-order -m 'not e2e' \
+	$(BIN)/pytest -p random_order --random-order -m 'not e2e' --durations=15 \
 	  --cov=killkrill --cov-report=term --cov-fail-under=$(COV_FAIL_UNDER) $(PYTEST_ARGS)
 
 # The image the e2e tests run, built from this tree under a tag of its own: `make image` of
