@@ -160,6 +160,8 @@ def test_skaffold_dev_redeploys_an_edited_receiver(
         subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(copy)],
                        check=True, timeout=300)  # fmt: skip
         (copy / ".venv").symlink_to(REPO / ".venv")
+        with (copy / ".git" / "info" / "exclude").open("a") as exclude:
+            exclude.write("/.venv\n")  # untracked, it would mark the first tag -dirty
         source = copy / RECEIVER_SOURCE
         assert HEALTHZ_LINE in source.read_text()
         output: list[str] = []
@@ -180,10 +182,17 @@ def test_skaffold_dev_redeploys_an_edited_receiver(
             return True
 
         try:
+            # Edits count once skaffold watches (after its first deploy), never before.
+            wait_for(
+                lambda: running() and any("Watching for changes" in line for line in output),
+                900,
+                "skaffold dev's first deploy, then its watch",
+                interval=2,
+            )
             wait_for(
                 lambda: running() and _pipeline_ready(kind_env) and _receiver_images(kind_env),
-                900,
-                "skaffold dev's first deploy: the example Pipeline Ready",
+                600,
+                "the example Pipeline Ready",
                 interval=3,
             )
             before = _receiver_images(kind_env)
