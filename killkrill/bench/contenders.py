@@ -27,6 +27,7 @@ from killkrill.bench.peers import render, rsyslogd, syslog_ng
 from killkrill.dev.pipeline import Component
 from killkrill.dev.process import free_port, port_open
 from killkrill.errors import KillKrillError
+from killkrill.streams.names import StreamNames
 
 __all__ = ["CONTENDERS", "Contender", "KillKrill", "Rsyslog", "SyslogNg", "make_contender"]
 
@@ -60,6 +61,12 @@ class Contender(ABC):
     @abstractmethod
     def stop(self) -> dict[str, int]:
         """Stop the processes (SIGTERM); their exit codes by name."""
+
+    def held(self) -> int | None:
+        """Messages it is known to hold, still to be delivered; None when it cannot say (the
+        peers' queues are inside them). A round does not end for a stall while this is above
+        0: a sink slower than the stall is not a loss."""
+        return None
 
     def _log(self, name: str) -> IO[bytes]:
         handle = self.ctx.log(f"{self.label}-{name}").open("ab")
@@ -144,6 +151,14 @@ class KillKrill(Contender):
                 self.stop()
                 raise KillKrillError(f"killkrill {waiting[0].name} not healthy within 90s")
             time.sleep(0.1)
+
+    def held(self) -> int | None:
+        """Entries in its stream: the workers delete each one once Elasticsearch has it."""
+        client = self.ctx.redis()
+        try:
+            return int(client.xlen(StreamNames().logs))
+        finally:
+            client.close()
 
     def pids(self) -> dict[int, str]:
         roles = {c.proc.pid: c.name.split("-")[0] for c in self.components if c.proc is not None}

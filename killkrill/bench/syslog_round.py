@@ -105,7 +105,8 @@ def run_round(
 ) -> Outcome:
     """Start ``contender`` on indices ``<prefix>-*``, send ``payloads`` (one connection
     each), wait until every message sent is searchable (or nothing more arrives for
-    ``stall`` seconds once sending is over and Elasticsearch runs), then stop it.
+    ``stall`` seconds once sending is over, Elasticsearch runs and the contender holds
+    nothing it knows of: :meth:`Contender.held`), then stop it.
     ``_count`` is polled every ``poll`` seconds."""
     total = sum(len(p.ends) for p in payloads)
     ctx.delete_indices(f"{prefix}-*")
@@ -184,6 +185,7 @@ def _measure(
             sender_done.is_set()
             and not pausing.is_set()
             and all(not t.is_alive() for t in threads[1:])
+            and not contender.held()
         )
 
     meter = TreeMeter(contender.pids).start()
