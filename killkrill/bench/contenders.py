@@ -173,21 +173,47 @@ class KillKrill(Contender):
         return codes
 
 
-class Rsyslog(Contender):
-    name = "rsyslog"
-    seq_field = "msgid"
+class _Daemon(Contender):
+    """A peer that is one daemon process (``process`` names it in logs and exit codes),
+    listening on one port, with a work directory per round."""
+
+    process: str
 
     def __init__(self, ctx: BenchContext, label: str = "") -> None:
         super().__init__(ctx, label)
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, prefix: str) -> None:
+    def _prepare(self, prefix: str) -> tuple[Path, int]:
+        """The round's work directory and listening port (``ports`` set)."""
         self.prefix = prefix
-        binary = rsyslogd()
         work = self.ctx.workdir / f"{self.label}-{prefix}"
         work.mkdir(parents=True, exist_ok=True)
         port = free_port()
         self.ports = [port]
+        return work, port
+
+    def _launch(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = self._log(self.process)
+        self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _wait_listening(self.ports, self.proc, self.process, Path(log.name))
+
+    def pids(self) -> dict[int, str]:
+        return {self.proc.pid: self.name} if self.proc is not None else {}
+
+    def stop(self) -> dict[str, int]:
+        codes = {self.process: stop_process(self.proc)} if self.proc is not None else {}
+        self._close_logs()
+        return codes
+
+
+class Rsyslog(_Daemon):
+    name = "rsyslog"
+    process = "rsyslogd"
+    seq_field = "msgid"
+
+    def start(self, prefix: str) -> None:
+        binary = rsyslogd()
+        work, port = self._prepare(prefix)
         conf = render(
             "rsyslog.conf",
             work / "rsyslog.conf",
@@ -196,38 +222,17 @@ class Rsyslog(Contender):
             es_port=self.ctx.es_url.rsplit(":", 1)[1],
             index=f"{prefix}-000001",
         )
-        log = self._log("rsyslogd")
-        self.proc = subprocess.Popen(
-            [binary, "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        _wait_listening(self.ports, self.proc, "rsyslogd", Path(log.name))
-
-    def pids(self) -> dict[int, str]:
-        return {self.proc.pid: self.name} if self.proc is not None else {}
-
-    def stop(self) -> dict[str, int]:
-        codes = {"rsyslogd": stop_process(self.proc)} if self.proc is not None else {}
-        self._close_logs()
-        return codes
+        self._launch([str(binary), "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")])
 
 
-class SyslogNg(Contender):
+class SyslogNg(_Daemon):
     name = "syslog-ng"
+    process = "syslog-ng"
     seq_field = "msgid"
 
-    def __init__(self, ctx: BenchContext, label: str = "") -> None:
-        super().__init__(ctx, label)
-        self.proc: subprocess.Popen[bytes] | None = None
-
     def start(self, prefix: str) -> None:
-        self.prefix = prefix
         daemon = syslog_ng()
-        work = self.ctx.workdir / f"{self.label}-{prefix}"
-        work.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        self.ports = [port]
+        work, port = self._prepare(prefix)
         conf = render(
             "syslog-ng.conf",
             work / "syslog-ng.conf",
@@ -235,27 +240,14 @@ class SyslogNg(Contender):
             es_port=self.ctx.es_url.rsplit(":", 1)[1],
             index=f"{prefix}-000001",
         )
-        log = self._log("syslog-ng")
-        argv = [str(daemon.binary), "-F", "--no-caps", "-f", str(conf),
-                "--module-path", str(daemon.module_path),
-                "--persist-file", str(work / "syslog-ng.persist"),
-                "--pidfile", str(work / "syslog-ng.pid"),
-                "--control", str(work / "syslog-ng.ctl")]  # fmt: skip
-        self.proc = subprocess.Popen(
-            argv,
+        self._launch(
+            [str(daemon.binary), "-F", "--no-caps", "-f", str(conf),
+             "--module-path", str(daemon.module_path),
+             "--persist-file", str(work / "syslog-ng.persist"),
+             "--pidfile", str(work / "syslog-ng.pid"),
+             "--control", str(work / "syslog-ng.ctl")],
             env=daemon.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        _wait_listening(self.ports, self.proc, "syslog-ng", Path(log.name))
-
-    def pids(self) -> dict[int, str]:
-        return {self.proc.pid: self.name} if self.proc is not None else {}
-
-    def stop(self) -> dict[str, int]:
-        codes = {"syslog-ng": stop_process(self.proc)} if self.proc is not None else {}
-        self._close_logs()
-        return codes
+        )  # fmt: skip
 
 
 CONTENDERS: dict[str, type[Contender]] = {
