@@ -155,39 +155,16 @@ class KindCluster:
     ) -> subprocess.CompletedProcess[str]:
         """Run the built ``kind`` with ``args``; DevServiceError with its output on failure
         when ``check``."""
-        done = subprocess.run(
-            [str(gobuild.binary_path("kind")), *args],
-            env=self.kind_env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise DevServiceError(
-                f"`kind {' '.join(args)}` failed (exit {done.returncode}):\n"
-                f"{(done.stderr or done.stdout).strip()[-3000:]}"
-            )
-        return done
+        return _run_tool("kind", list(args), env=self.kind_env(), timeout=timeout, check=check)
 
     def kubectl(
         self, *args: str, input: str | None = None, timeout: float = 120, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         """Run the built ``kubectl`` against this cluster."""
-        done = subprocess.run(
-            [str(gobuild.binary_path("kubectl")), "--kubeconfig", str(self.kubeconfig), *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise DevServiceError(
-                f"`kubectl {' '.join(args)}` failed (exit {done.returncode}):\n"
-                f"{(done.stderr or done.stdout).strip()[-3000:]}"
-            )
-        return done
+        return _run_tool(
+            "kubectl", ["--kubeconfig", str(self.kubeconfig), *args], args=args,
+            input=input, timeout=timeout, check=check,
+        )  # fmt: skip
 
     def _docker(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -406,3 +383,33 @@ class KindCluster:
         shutil.rmtree(target, ignore_errors=True)
         self.kind("export", "logs", str(target), "--name", self.name, timeout=300, check=False)
         return target
+
+
+def _run_tool(
+    tool: str,
+    argv: list[str],
+    *,
+    args: tuple[str, ...] | None = None,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float,
+    check: bool,
+) -> subprocess.CompletedProcess[str]:
+    """Run the built ``tool`` with ``argv``; with ``check`` a failure raises DevServiceError
+    naming the command (``args``, default ``argv``) and the end of its output."""
+    done = subprocess.run(
+        [str(gobuild.binary_path(tool)), *argv],
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and done.returncode != 0:
+        shown = " ".join(args if args is not None else argv)
+        raise DevServiceError(
+            f"`{tool} {shown}` failed (exit {done.returncode}):\n"
+            f"{(done.stderr or done.stdout).strip()[-3000:]}"
+        )
+    return done
