@@ -7,7 +7,6 @@ Settings come from, lowest to highest: defaults, ``--config`` (a YAML/JSON file,
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -150,13 +149,9 @@ def _load(
 
 def _run(settings: ReceiverSettings, *, http: bool, syslog: bool) -> None:
     # Imported here so `killkrill --help` stays fast and light.
+    from killkrill.cli.loop import run
     from killkrill.jsonlog import configure_json_logging
     from killkrill.receivers.run import serve
 
     configure_json_logging(settings.log_level)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
-        asyncio.run(serve(settings, http=http, syslog=syslog))
-    else:
-        uvloop.run(serve(settings, http=http, syslog=syslog))
+    run(serve(settings, http=http, syslog=syslog))

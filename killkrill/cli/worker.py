@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
 
+from killkrill.cli.loop import run
 from killkrill.jsonlog import configure_json_logging
 
 __all__ = ["worker"]
@@ -124,7 +124,7 @@ def logs(
         },
     )
     configure_json_logging(settings.log_level)
-    sys.exit(asyncio.run(serve(settings)))
+    sys.exit(run(serve(settings)))
 
 
 # --- metrics (metrics worker) -----------------------------------------------------------------
@@ -212,4 +212,4 @@ def metrics(
         },
     )
     configure_json_logging(settings.log_level)
-    sys.exit(asyncio.run(serve(settings)))
+    sys.exit(run(serve(settings)))

@@ -422,6 +422,10 @@ class SyslogSpec(Wire):
         default=_SYSLOG.rfc3164_timezone,
         description="IANA zone of RFC 3164 timestamps, which carry none.",
     )
+    keep_raw: bool = Field(
+        default=_SYSLOG.keep_raw,
+        description="Keep each message as received in `raw` (false: the lean record).",
+    )
 
     @model_validator(mode="after")
     def _tls(self) -> SyslogSpec:
@@ -804,6 +808,7 @@ def component_settings(
                 "tls_cert": str(tls_dir / "tls.crt") if syslog.tls.enabled and tls_dir else None,
                 "tls_key": str(tls_dir / "tls.key") if syslog.tls.enabled and tls_dir else None,
                 "rfc3164_timezone": syslog.rfc3164_timezone,
+                "keep_raw": syslog.keep_raw,
             },
             "limits": http.limits.model_dump(by_alias=False),
             "backpressure": http.backpressure.model_dump(by_alias=False),

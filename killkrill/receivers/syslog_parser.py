@@ -18,7 +18,7 @@ import re
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from killkrill.schemas import format_timestamp, parse_timestamp
+from killkrill.schemas import format_timestamp, normalise_timestamp, parse_timestamp
 
 __all__ = ["FACILITIES", "SEVERITY_LEVELS", "parse_syslog"]
 
@@ -58,17 +58,23 @@ def parse_syslog(
     received_at: datetime | None = None,
     default_service: str = "syslog",
     rfc3164_tz: tzinfo = UTC,
+    keep_raw: bool = True,
 ) -> dict[str, Any]:
     """Parse one syslog frame into a log-record ``dict``; never raises.
 
-    ``rfc3164_tz`` is the zone of RFC 3164 timestamps (they carry none). The result always
+    ``rfc3164_tz`` is the zone of RFC 3164 timestamps (they carry none). Without
+    ``keep_raw`` the line is not kept in ``raw`` when it parsed as RFC 5424 or 3164 (a line
+    that did not is kept: its ``message`` may be all that is left of it). The result always
     passes :func:`killkrill.schemas.validate_log`.
     """
     now = received_at or datetime.now(UTC)
     try:
-        return _parse(frame, now, default_service, rfc3164_tz)
+        record = _parse(frame, now, default_service, rfc3164_tz)
     except Exception as exc:  # a parser bug must not lose the message
         return _unparsed(frame, now, default_service, f"parser error: {type(exc).__name__}")
+    if not keep_raw and "parse_error" not in record:
+        del record["raw"]
+    return record
 
 
 def _parse(frame: bytes, now: datetime, default_service: str, tz: tzinfo) -> dict[str, Any]:
@@ -109,7 +115,7 @@ def _parse_5424(body: str, rec: dict[str, Any], now: datetime) -> dict[str, Any]
         rec["timestamp"] = format_timestamp(now)
     else:
         try:
-            rec["timestamp"] = format_timestamp(parse_timestamp(ts))
+            rec["timestamp"] = normalise_timestamp(ts)
         except ValueError:
             return None
     for key, value in (("hostname", match["host"]), ("procid", match["procid"]),

@@ -280,10 +280,12 @@ class SyslogServer:
         """Parse ``frames`` and check them against the record limits (the parser's records
         are well formed: only the limits can refuse one); refused ones are counted."""
         s = self.settings
+        service, zone, keep_raw = s.default_service, s.rfc3164_zone, s.keep_raw
         limits = self.limits
         window: TimeWindow | None = limits.window()
         max_bytes = limits.max_record_bytes
         payloads: list[bytes] = []
+        formats: dict[str, int] = {}  # counted here, added to the metric once per batch
         arrived, received_at = 0.0, datetime.now(UTC)
         for frame, at in frames:
             if at != arrived:  # frames of one read share their arrival time
@@ -291,10 +293,12 @@ class SyslogServer:
             record = parse_syslog(
                 frame,
                 received_at=received_at,
-                default_service=s.default_service,
-                rfc3164_tz=s.rfc3164_zone,
+                default_service=service,
+                rfc3164_tz=zone,
+                keep_raw=keep_raw,
             )
-            self._format_counters[(transport, record.get("syslog_format", "unparsed"))].inc()
+            fmt = record.get("syslog_format", "unparsed")
+            formats[fmt] = formats.get(fmt, 0) + 1
             try:
                 check_log_limits(record, limits, window=window)
                 payload = orjson.dumps(record)
@@ -309,6 +313,8 @@ class SyslogServer:
                 self._warn_rejected(reason=str(exc), transport=transport, raw=frame[:200])
                 continue
             payloads.append(payload)
+        for fmt, count in formats.items():
+            self._format_counters[(transport, fmt)].inc(count)
         return payloads
 
     async def write(self, frames: list[Frame], transport: str) -> None:

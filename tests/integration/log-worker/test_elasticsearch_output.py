@@ -172,3 +172,49 @@ def test_mapping_conflict_is_dead_lettered_with_the_es_reason(
     assert letter[b"data"] == bad.encode()
     assert b"elasticsearch 400" in letter[b"reason"]
     assert b"user" in letter[b"reason"]
+
+
+def test_syslog_fields_are_exact_values_and_raw_is_kept_not_indexed(
+    redis_client, elasticsearch_client, log_worker
+):
+    """The syslog receiver's fields are keywords (exact values; ``<name>.keyword`` still
+    answers), structured-data values too; ``raw`` is in ``_source`` but not indexed, so a
+    line of any length is taken."""
+    long_line = "<14>1 2024-01-06T12:00:00Z web-01 app - - - " + "x" * 100_000
+    records = [
+        make_log(1, hostname="web-01.example.com", msgid="ID47", facility="local4",
+                 severity="notice", procid="42", syslog_format="rfc5424",
+                 structured_data={"origin@1": {"ip": "10.0.0.1", "software": "Foo Bar"}},
+                 raw="<165>1 2024-01-06T12:00:01Z web-01.example.com app 42 ID47 unique-raw"),
+        make_log(2, hostname="web-02.example.com", raw=long_line),
+    ]  # fmt: skip
+    for record in records:
+        redis_client.xadd(STREAM, {"data": json.dumps(record)})
+    assert log_worker.process_batch(count=2)["success"] == 2
+    elasticsearch_client.indices.refresh(index=f"{ES_INDEX_PREFIX}-*")
+
+    index = f"{ES_INDEX_PREFIX}-2024.01.06"
+    props = elasticsearch_client.indices.get_mapping(index=index)[index]["mappings"]["properties"]
+    for name in ("hostname", "procid", "msgid", "facility", "severity", "syslog_format"):
+        assert props[name]["type"] == "keyword", name
+    assert (
+        props["structured_data"]["properties"]["origin@1"]["properties"]["software"]["type"]
+        == "keyword"
+    )
+    assert props["raw"] == {"type": "text", "index": False}
+
+    def hits(query: dict[str, object]) -> list[int]:
+        found = elasticsearch_client.search(index=f"{ES_INDEX_PREFIX}-*", query=query)
+        return sorted(h["_source"]["seq"] for h in found["hits"]["hits"])
+
+    assert hits({"term": {"hostname": "web-01.example.com"}}) == [1]
+    assert hits({"term": {"hostname.keyword": "web-02.example.com"}}) == [2]
+    assert hits({"match": {"hostname": "web"}}) == []  # exact values, not words
+    assert hits({"term": {"msgid": "ID47"}}) == hits({"term": {"msgid.keyword": "ID47"}}) == [1]
+    assert hits({"term": {"structured_data.origin@1.software": "Foo Bar"}}) == [1]
+    assert hits({"term": {"structured_data.origin@1.ip.keyword": "10.0.0.1"}}) == [1]
+    assert hits({"match": {"message": "message"}}) == [1, 2]
+    doc = elasticsearch_client.search(index=f"{ES_INDEX_PREFIX}-*", query={"term": {"seq": 2}})[
+        "hits"
+    ]["hits"][0]["_source"]
+    assert doc["raw"] == long_line

@@ -504,3 +504,19 @@ async def test_a_frame_larger_than_the_connection_buffer_still_arrives(
     await wait_for(redis_client, 2)
     writer.close()
     assert [len(r["message"]) for r in read_stream("logs-stream")] == [5000, 4]
+
+
+@needs_logger
+async def test_the_lean_record_has_no_raw(
+    start_syslog: Callable[..., Any], redis_client: redis.Redis, read_stream: ReadStream
+) -> None:
+    """``syslog.keep_raw: false``: what logger sent, every field but ``raw``."""
+    server: SyslogServer = await start_syslog(**{"syslog.keep_raw": False})
+    await logger(
+        "--server", "127.0.0.1", "--port", str(server.tcp_port), "--tcp", "--rfc5424",
+        "-t", "billing", "--msgid", "INV42", "invoice created",
+    )  # fmt: skip
+    await wait_for(redis_client, 1)
+    [rec] = read_stream("logs-stream")
+    assert (rec["service"], rec["msgid"], rec["message"]) == ("billing", "INV42", "invoice created")
+    assert "raw" not in rec

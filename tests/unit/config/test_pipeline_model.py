@@ -61,6 +61,12 @@ def test_settings_are_derived_from_the_spec() -> None:
     assert s.metrics_worker.consumer.batch_size == 1000
 
 
+def test_the_lean_syslog_record_is_chosen_in_the_spec() -> None:
+    lean = parse_pipeline({"spec": {"receivers": {"syslog": {"keepRaw": False}}}})
+    assert component_settings(lean).receiver.syslog.keep_raw is False
+    assert component_settings(parse_pipeline({"spec": {}})).receiver.syslog.keep_raw is True
+
+
 def test_secret_refs_become_file_paths_never_values() -> None:
     doc = {
         "spec": {

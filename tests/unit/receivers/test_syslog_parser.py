@@ -148,3 +148,15 @@ def test_parsed_records_are_valid_so_only_the_limits_can_refuse_them(frame: byte
     that is sound because every parsed record passes the full validation unchanged."""
     rec = parse_syslog(frame, received_at=NOW)
     assert validate_log(dict(rec)) == rec
+
+
+def test_the_lean_record_leaves_out_raw_unless_the_line_did_not_parse() -> None:
+    line = b"<165>1 2003-10-11T22:14:15.003Z host app 42 ID47 - hello"
+    lean = parse_syslog(line, received_at=NOW, keep_raw=False)
+    assert "raw" not in lean
+    assert lean == {k: v for k, v in parse_syslog(line, received_at=NOW).items() if k != "raw"}
+    assert "raw" not in parse_syslog(b"<13>Oct 11 22:14:15 host su: hi", keep_raw=False)
+    for kept in (b"no pri here", b"<165>1 2003-10-11T22:14:15Z h a - - [bad sd"):
+        record = parse_syslog(kept, received_at=NOW, keep_raw=False)
+        assert "parse_error" in record
+        assert record["raw"] == kept.decode()
