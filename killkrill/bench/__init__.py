@@ -15,3 +15,18 @@ Layout:
 
 Nothing here is imported by the pipeline's own processes.
 """
+
+from __future__ import annotations
+
+__all__ = ["SCENARIOS"]
+
+SCENARIOS: dict[str, str] = {
+    "e2e": "syslog -> searchable in Elasticsearch (and with Elasticsearch paused)",
+    "latency": "receive -> searchable p50/p99 at a fixed load (half the e2e maximum)",
+    "http": "HTTP ingest into Redis, batches of 1/100/1000 vs redis-benchmark XADD",
+    "log-worker": "log worker vs a bare _bulk loader, shared CPUs and --pin",
+    "doc-shape": "Elasticsearch CPU per syslog document: the peers', KillKrill's, lean, dynamic",
+    "metrics": "metrics worker vs a bare upsert loader; Prometheus remote_write",
+    "scaling": "log workers 1/2/4 processes, syslog receivers 1/2 processes",
+}
+"""Scenario name -> what it measures, in the order they run."""

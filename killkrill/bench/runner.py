@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from killkrill.bench import SCENARIOS
 from killkrill.bench.context import BenchContext, Echo
 from killkrill.bench.peers import ensure_tools, repo_root, syslog_ng, tool_versions
 from killkrill.bench.results import ScenarioResult, render_table, write_results
@@ -31,21 +32,12 @@ from killkrill.errors import KillKrillError
 
 __all__ = ["SCENARIOS", "BenchOptions", "BenchRun", "prepare", "run_bench"]
 
-SCENARIOS: dict[str, str] = {
-    "e2e": "syslog -> searchable in Elasticsearch (and with Elasticsearch paused)",
-    "latency": "receive -> searchable p50/p99 at a fixed load (half the e2e maximum)",
-    "http": "HTTP ingest into Redis, batches of 1/100/1000 vs redis-benchmark XADD",
-    "log-worker": "log worker vs a bare _bulk loader, shared CPUs and --pin",
-    "metrics": "metrics worker vs a bare upsert loader; Prometheus remote_write",
-    "scaling": "log workers 1/2/4 processes, syslog receivers 1/2 processes",
-}
-"""Scenario name -> what it measures, in the order they run."""
-
 _MODULES: dict[str, tuple[str, ...]] = {
     "e2e": ("e2e",),
     "latency": ("latency",),
     "http": ("http",),
     "log-worker": ("log_worker",),
+    "doc-shape": ("doc_shape",),
     "metrics": ("metrics", "remote_write"),
     "scaling": ("scaling",),
 }
@@ -56,6 +48,7 @@ _SERVICES: dict[str, tuple[str, ...]] = {
     "latency": ("redis", "elasticsearch"),
     "http": ("redis",),
     "log-worker": ("redis", "elasticsearch"),
+    "doc-shape": ("redis", "elasticsearch"),
     "metrics": ("redis", "postgres"),
     "scaling": ("redis", "elasticsearch"),
 }

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
 
+from killkrill.bench import SCENARIOS
+
 __all__ = ["bench"]
 
-_SCENARIOS = ("e2e", "latency", "http", "log-worker", "metrics", "scaling")
 _CONTENDERS = ("killkrill", "rsyslog", "syslog-ng")
 
 
 @click.command()
-@click.argument("scenarios", nargs=-1, type=click.Choice(_SCENARIOS), metavar="[SCENARIO]...")
+@click.argument("scenarios", nargs=-1, type=click.Choice(list(SCENARIOS)), metavar="[SCENARIO]...")
 @click.option("--quick", is_flag=True, help="Tiny sizes, 1 round, no warm-up: checks it works.")
 @click.option("--rounds", type=click.IntRange(min=1), help="Rounds per scenario (default 5).")
 @click.option(
@@ -69,7 +71,7 @@ def bench(
     from killkrill.bench.runner import BenchOptions, run_bench
     from killkrill.bench.runner import prepare as install
 
-    chosen = scenarios or _SCENARIOS
+    chosen = scenarios or tuple(SCENARIOS)
 
     def echo(line: str) -> None:
         click.echo(line, err=True)
@@ -77,6 +79,9 @@ def bench(
     if prepare:
         install(chosen, echo)
         return
+    # SIGTERM ends a run as Ctrl-C does: contenders stopped, Elasticsearch resumed, the
+    # services it started stopped (the default action would leave all of them behind).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     done = run_bench(
         BenchOptions(
             scenarios=chosen,

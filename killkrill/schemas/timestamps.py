@@ -101,6 +101,12 @@ def normalise_timestamp(value: object) -> str:
     """Parse ``value`` and return it in the canonical text form (fast when it already is)."""
     if is_canonical_timestamp(value):
         return value  # type: ignore[return-value]  # a str: checked by is_canonical_timestamp
+    if type(value) is str and len(value) == 32 and value.endswith("+00:00"):
+        # The canonical form with its UTC offset written out, as most syslog senders write
+        # RFC 3339 (rsyslog, loggen): a quarter of the cost of parsing and formatting.
+        candidate = value[:26] + "Z"
+        if is_canonical_timestamp(candidate):
+            return candidate
     return format_timestamp(parse_timestamp(value))
 
 

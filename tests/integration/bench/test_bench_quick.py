@@ -1,4 +1,5 @@
-"""`killkrill bench e2e --quick`: the harness runs end to end and writes what it promises.
+"""`killkrill bench e2e doc-shape --quick`: the harness runs end to end and writes what it
+promises; a SIGTERM ends a run as Ctrl-C does.
 
 Runs the real command (its own Redis and Elasticsearch on shifted ports in a home of its
 own, rsyslog and syslog-ng as peers) with tiny sizes, then reads ``results.json``: the keys
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -55,7 +57,7 @@ def test_quick_e2e_writes_results_and_killkrill_loses_nothing(
         for k, v in os.environ.items()
         if k not in ("REDIS_URL", "ELASTICSEARCH_URL", "DATABASE_URL", "TEST_DATABASE_URL")
     }
-    argv = [sys.executable, "-m", "killkrill", "bench", "e2e", "--quick",
+    argv = [sys.executable, "-m", "killkrill", "bench", "e2e", "doc-shape", "--quick",
             "--results-dir", str(results_dir), "--home", str(bench_home),
             "--port-offset", str(offset)]  # fmt: skip
     proc = subprocess.run(
@@ -95,6 +97,11 @@ def test_quick_e2e_writes_results_and_killkrill_loses_nothing(
     assert e2e["rsyslog"]["ratio"] == 1.0
     assert all(e2e[name]["msgs_per_s"] > 0 for name in CONTENDERS)
     assert e2e["killkrill"]["cpu_s_per_100k.redis"] >= 0  # Redis counted as KillKrill's
+    shapes = doc["scenarios"]["doc-shape"]["contenders"]
+    assert set(shapes) == {"peer", "killkrill", "killkrill-lean", "killkrill-dynamic"}
+    assert shapes["peer"]["ratio"] == 1.0
+    assert shapes["killkrill-lean"]["doc_bytes"] < shapes["killkrill"]["doc_bytes"]
+    assert all(s["es_cpu_s_per_100k"] > 0 for s in shapes.values())
 
     # The services the bench started are stopped again; no peer is left running.
     assert not port_open(9200 + offset) and not port_open(6379 + offset)
@@ -139,3 +146,48 @@ def test_quick_http_and_metrics_measure_against_their_references(
     assert remote["killkrill"]["lost"] == 0, remote["killkrill"]
     assert remote["killkrill"]["dead_letters"] == 0
     assert not port_open(6379 + offset) and not port_open(5432 + offset)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_sigterm_stops_the_run_and_everything_it_started(bench_home: Path) -> None:
+    """Like Ctrl-C: the contender's processes and the bench's own services are stopped (the
+    default SIGTERM left the receiver and Redis running)."""
+    offset = _free_offset()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    argv = [sys.executable, "-m", "killkrill", "bench", "http", "--quick", "--no-charts",
+            "--home", str(bench_home), "--port-offset", str(offset),
+            "--results-dir", str(bench_home / "results")]  # fmt: skip
+    proc = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    started: list[int] = []
+    try:
+        for line in proc.stderr:  # the first round's line: the receiver is running
+            if "http-1 warm-up" in line or "http-1 round" in line:
+                break
+        started = _descendants(proc.pid)
+        assert started, "the bench had started no process"
+        assert port_open(6379 + offset)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not [p for p in started if pid_alive(p)], "processes left running"
+    assert not port_open(6379 + offset), "the bench's Redis left running"
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

@@ -15,6 +15,7 @@ from killkrill.bench.loadgen import Searchable, SendResult, latencies, syslog_st
 from killkrill.bench.peers import peers_dir, render
 from killkrill.bench.proctree import TreeMeter, descendants, read_proc
 from killkrill.bench.results import Metric, ScenarioResult, render_table, write_results
+from killkrill.bench.scenarios.doc_shape import SHAPES, shape_documents
 from killkrill.bench.scenarios.latency import percentile
 from killkrill.bench.scenarios.remote_write import SyntheticExporter, parse_exposition
 from killkrill.errors import DevServiceError
@@ -182,3 +183,21 @@ def test_tree_meter_follows_children_and_labels_them_with_their_root() -> None:
             subprocess.run(["kill", str(pid)], check=False)
         parent.wait(10)
     assert read_proc(parent.pid) is None
+
+
+def test_each_document_shape_carries_the_same_messages() -> None:
+    [payload] = syslog_stream(3, 1)
+    frames = FrameSplitter(65_536).feed(payload.data)
+    docs = {shape: shape_documents(shape, frames, "idx") for shape in SHAPES}
+    sources = {shape: [json.loads(s) for _, s in bulk] for shape, bulk in docs.items()}
+    assert [d["msgid"] for d in sources["peer"]] == ["S0000000000", "S0000000001", "S0000000002"]
+    assert set(sources["peer"][0]) == {
+        "@timestamp", "host", "app", "procid", "msgid", "severity", "facility", "message"
+    }  # fmt: skip
+    assert json.loads(docs["peer"][0][0]) == {"index": {"_index": "idx"}}  # automatic ids
+    for shape in ("killkrill", "killkrill-lean", "killkrill-dynamic"):
+        assert [d["msgid"] for d in sources[shape]] == [d["msgid"] for d in sources["peer"]]
+        assert [d["message"] for d in sources[shape]] == [d["message"] for d in sources["peer"]]
+        assert json.loads(docs[shape][1][0])["index"]["_id"].endswith(":2-0")
+    assert all("raw" in d for d in sources["killkrill"])
+    assert not any("raw" in d for d in sources["killkrill-lean"])

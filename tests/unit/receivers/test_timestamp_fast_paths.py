@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from killkrill.schemas import format_timestamp, parse_timestamp
+from killkrill.schemas import format_timestamp, normalise_timestamp, parse_timestamp
 
 
 def plain_format_timestamp(dt: datetime) -> str:
@@ -64,3 +64,15 @@ def test_numbers_in_text_are_still_epochs() -> None:
     assert parse_timestamp("1700000000123") == datetime(
         2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC
     )
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+    ),
+    st.sampled_from(["+00:00", "-00:00", "+01:00", "Z"]),
+)
+def test_utc_written_as_an_offset_normalises_as_the_parse_did(dt: datetime, offset: str) -> None:
+    text = dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + offset
+    assert normalise_timestamp(text) == format_timestamp(parse_timestamp(text))
