@@ -11,43 +11,14 @@ Needs `wrk` (Debian: wrk). Flushes the Redis database it is given.
 from __future__ import annotations
 
 import argparse
-import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import orjson
 from _common import client, free_port, median, start_receiver, stop
 
-
-def records(n: int) -> list[dict[str, object]]:
-    return [
-        {
-            "timestamp": f"2024-01-06T12:00:{i % 60:02d}Z",
-            "service": f"service-{i % 10}",
-            "level": ["info", "warn", "error"][i % 3],
-            "message": f"Log message {i}: GET /api/v1/users/{i} answered 200 in 12 ms",
-            "request_id": f"req-{i:08d}",
-        }
-        for i in range(n)
-    ]
-
-
-def run_wrk(url: str, body: Path, seconds: int, connections: int) -> tuple[float, int]:
-    script = Path(__file__).with_name("post.lua")
-    out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
-        env={"BODY_FILE": str(body), "BODY_PATH": "/api/v1/logs", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    if "Non-2xx" in out:
-        raise SystemExit(f"wrk saw errors:\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return rps, done
+from killkrill.bench.scenarios.http import records, run_wrk
 
 
 def main() -> None:

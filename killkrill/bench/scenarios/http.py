@@ -33,7 +33,7 @@ from killkrill.bench.results import Metric, ScenarioResult
 from killkrill.dev.process import free_port
 from killkrill.errors import KillKrillError
 
-__all__ = ["BATCHES", "run"]
+__all__ = ["BATCHES", "records", "run", "run_wrk"]
 
 BATCHES = ((1, 32), (100, 8), (1000, 8))
 """(records per request, connections)."""
@@ -60,7 +60,8 @@ def records(n: int) -> list[dict[str, object]]:
     ]
 
 
-def _wrk(url: str, body: Path, seconds: float, connections: int) -> tuple[float, int]:
+def run_wrk(url: str, body: Path, seconds: float, connections: int) -> tuple[float, int]:
+    """``wrk`` posting ``body`` to ``url`` for ``seconds``: (requests/s, requests done)."""
     script = repo_root() / "bench" / "receivers" / "post.lua"
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script), url],
@@ -131,7 +132,7 @@ def run(ctx: BenchContext) -> list[ScenarioResult]:
             for n in range(ctx.total_rounds):
                 client.flushdb()
                 meter = TreeMeter(lambda: {proc.pid: "receiver", redis_pid: "redis"}).start()
-                rps, done = _wrk(f"http://127.0.0.1:{port}/", body, seconds, connections)
+                rps, done = run_wrk(f"http://127.0.0.1:{port}/", body, seconds, connections)
                 usage = meter.stop()
                 stored = int(client.xlen(STREAM))
                 if stored < done * batch:
