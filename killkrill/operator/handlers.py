@@ -65,7 +65,20 @@ def registry(
         except Exception:
             counted.observe(ERROR, time.monotonic() - started)
             raise
-        counted.observe(OK if outcome.problem is None else PROBLEM, time.monotonic() - started)
+        took = time.monotonic() - started
+        counted.observe(OK if outcome.problem is None else PROBLEM, took)
+        meta = body.get("metadata") or {}
+        log.log(
+            logging.INFO if outcome.written or outcome.problem else logging.DEBUG,
+            "reconciled",
+            extra={
+                "pipeline": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "seconds": round(took, 3),
+                "status_changed": outcome.written,
+                "problem": outcome.problem.reason if outcome.problem else None,
+            },
+        )
         if outcome.problem is not None:
             raise kopf.TemporaryError(
                 f"{outcome.problem.reason}: {outcome.problem.message}", delay=10

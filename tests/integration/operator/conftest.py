@@ -7,7 +7,7 @@ and PostgreSQL through Secrets (their URLs hold no password).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,6 +22,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 from operator_helpers import API, start_operator
 
 from killkrill.operator.kube import KubeClient, KubeConfig
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed operator test shows what the operator logged (its reconciles, the errors
+    and retries kopf scheduled) beside the assertion."""
+    report = yield
+    proc = getattr(item, "funcargs", {}).get("operator")
+    if report.failed and isinstance(proc, KillkrillProcess):
+        report.sections.append(("the operator's log (last 60 lines)", _tail(proc, 60)))
+    return report
+
+
+def _tail(proc: KillkrillProcess, lines: int) -> str:
+    return "\n".join(proc.output().splitlines()[-lines:])
 
 
 @pytest.fixture(scope="session")
