@@ -61,7 +61,7 @@ def format_timestamp(dt: datetime) -> str:
     """RFC 3339 in UTC with microseconds and ``Z``: ``2024-01-06T12:00:00.000000Z``."""
     if dt.tzinfo is not UTC:
         dt = dt.astimezone(UTC)
-    # %-formatting: twice as fast as an f-string of format specs or isoformat (per record).
+    # %-formatting: the cheapest way measured (f-string format specs, isoformat), per record.
     return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
         dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond
     )  # fmt: skip
@@ -102,8 +102,8 @@ def normalise_timestamp(value: object) -> str:
     if is_canonical_timestamp(value):
         return value  # type: ignore[return-value]  # a str: checked by is_canonical_timestamp
     if type(value) is str and len(value) == 32 and value.endswith("+00:00"):
-        # The canonical form with its UTC offset written out, as most syslog senders write
-        # RFC 3339 (rsyslog, loggen): a quarter of the cost of parsing and formatting.
+        # The canonical form with its UTC offset written out, as senders on UTC clocks write
+        # RFC 3339 (rsyslog, loggen): no parse and format needed.
         candidate = value[:26] + "Z"
         if is_canonical_timestamp(candidate):
             return candidate

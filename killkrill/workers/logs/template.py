@@ -12,8 +12,9 @@ receiver adds are mapped too, not left to dynamic mapping: ``hostname``, ``proci
 ``structured_data`` are keywords (exact values, as one filters on them; each keeps the
 ``.keyword`` sub-field dynamic mapping gave it, so queries written for that still work), and
 ``raw``, the line as received, is kept in ``_source`` but not indexed (search ``message`` and
-the fields). Dynamic mapping made each of them analysed text plus a keyword: it cost
-Elasticsearch about 40% more CPU per syslog document (measured in ``bench/README.md``).
+the fields). Dynamic mapping made each of them analysed text plus a keyword, which cost
+Elasticsearch 1.5 to 2 times the CPU per syslog document (``make bench SCENARIOS=doc-shape``;
+figures in ``bench/README.md``).
 Other fields are mapped dynamically (strings as text with a ``.keyword`` sub-field).
 """
 
