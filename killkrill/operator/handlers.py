@@ -95,6 +95,12 @@ def registry(
         registry=reg,
     )  # fmt: skip
     def periodic(body: kopf.Body, logger: Any, **_: Any) -> None:
+        try:
+            there = still_there(client, body)
+        except ServiceUnavailable as exc:
+            raise kopf.TemporaryError(str(exc), delay=10) from exc
+        if not there:
+            raise kopf.TemporaryError(GONE, delay=STALE_TIMER_DELAY)
         run(body, logger)
 
     def owner_changed(meta: kopf.Meta, namespace: str | None, logger: Any, **_: Any) -> None:
@@ -119,6 +125,25 @@ def registry(
         kopf.on.delete(api, plural, labels=_OWNED, optional=True, registry=reg)(owner_changed)
     _without_finalizers(reg)
     return reg
+
+
+STALE_TIMER_DELAY = 3600.0
+"""Seconds between two looks of a timer whose Pipeline is gone (see :func:`still_there`)."""
+GONE = "the Pipeline is gone (its namespace was deleted): nothing to reconcile"
+
+
+def still_there(client: KubeClient, body: Mapping[str, Any]) -> bool:
+    """Whether the Pipeline of ``body`` (the same object: its uid) still exists.
+
+    kopf stops a Pipeline's timer when it sees the Pipeline deleted; when the whole
+    namespace goes, the namespace's watch ends first and kopf never sees it, so the timer
+    ran on with the last body it had: reconciling a Pipeline that no longer exists (every
+    minute, failing) and, were the namespace made again with the same Secrets, applying the
+    old Pipeline's objects into it. Such a timer now only looks, once an hour."""
+    meta = body.get("metadata") or {}
+    current = client.get(f"{GROUP}/{VERSION}", "Pipeline", meta.get("name", ""),
+                         meta.get("namespace"))  # fmt: skip
+    return current is not None and current["metadata"].get("uid") == meta.get("uid")
 
 
 def _without_finalizers(reg: kopf.OperatorRegistry) -> None:

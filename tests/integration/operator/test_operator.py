@@ -5,11 +5,13 @@ so ``Ready`` is False with ``PodsNotReady``; real pods come with the kind cluste
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from operator_helpers import API, condition, dump, pipeline_status_says, wait_gone
 from polling import wait_for
 
+from killkrill.operator.handlers import GONE
 from killkrill.operator.kube import KubeClient
 from killkrill.operator.render import CONFIG_HASH
 
@@ -220,3 +222,33 @@ def test_deleting_the_pipeline_garbage_collects_its_objects(
         ],
         60,
     )
+
+
+def test_a_pipeline_whose_namespace_is_deleted_is_not_reconciled_any_more(
+    operator: Any, kube: KubeClient, kube_namespace: str, pipeline_spec: dict[str, Any],
+    apply_pipeline: Any,
+) -> None:  # fmt: skip
+    """kopf never sees the Pipeline of a deleted namespace go (the namespace's watch ends
+    first): its timer must stop reconciling it (it reconciled, and failed, every minute)."""
+    ns = kube_namespace
+    apply_pipeline("epsilon", pipeline_spec)
+    wait_for(lambda: _deployment(kube, ns, "epsilon-log-worker"), 60, "the objects")
+    kube.delete("v1", "Namespace", ns)
+    wait_for(lambda: kube.get("v1", "Namespace", ns) is None, 120, "the namespace to go")
+
+    def mine(line: dict[str, Any]) -> bool:
+        return line.get("k8s_ref", {}).get("namespace") == ns or line.get("namespace") == ns
+
+    gone = wait_for(
+        lambda: [
+            line for line in operator.log_lines()
+            if mine(line) and GONE in line.get("msg", "")
+        ],
+        30,
+        "the timer to find the Pipeline gone",
+    )  # fmt: skip
+    assert gone
+    since = len(operator.log_lines())
+    time.sleep(5)  # five timer intervals
+    later = [line for line in operator.log_lines()[since:] if mine(line)]
+    assert not later, later
