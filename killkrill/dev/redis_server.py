@@ -56,6 +56,9 @@ class RedisServer(LocalService):
                     f"dir {data}",
                     "appendonly yes",
                     "appendfsync everysec",
+                    # A stream buffer writes far more than it holds: rewrite the AOF per
+                    # GiB written, not per 64 MiB (each rewrite copies the whole backlog).
+                    "auto-aof-rewrite-min-size 1gb",
                     'save ""',
                     "maxmemory-policy noeviction",
                     "databases 16",

@@ -78,7 +78,7 @@ WORKDIR /data
 EXPOSE 6379
 CMD ["redis-server", "--bind", "0.0.0.0", "--port", "6379", "--protected-mode", "no", \
 "--dir", "/data", "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", \
-"--maxmemory-policy", "noeviction"]
+"--auto-aof-rewrite-min-size", "1gb", "--maxmemory-policy", "noeviction"]
 """
 
 POSTGRES_ENTRYPOINT = """\

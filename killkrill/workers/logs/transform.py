@@ -2,7 +2,10 @@
 
 Each record is parsed and checked with :func:`killkrill.schemas.validate_log` (the same rules
 the receivers apply; a record already in canonical form, as the receivers write them, is
-recognised by the cheaper :func:`killkrill.schemas.is_canonical_log` and left as it is), then:
+recognised by the cheaper :func:`killkrill.schemas.is_canonical_log` and left as it is;
+unless fields are dropped, renamed or moved to ECS, its document is then its own bytes with
+the added fields spliced in before the closing brace, not serialised again: the same JSON,
+at less than half the worker's CPU per record), then:
 
 * ``@timestamp`` - the record's ``timestamp`` in canonical RFC 3339 UTC form
   (``2024-01-06T12:00:00.000000Z``); ``timestamp`` itself is kept, normalised the same way;
@@ -33,6 +36,13 @@ from killkrill.schemas import format_timestamp, is_canonical_log, validate_log
 
 _ID_CHARS = "0123456789-"
 """A stream entry ID is made of these: nothing in it needs JSON escaping."""
+
+_JSON_SPACE = b" \t\r\n"
+"""Whitespace JSON allows after a value."""
+
+_ADDED_BY_ENRICH = frozenset({"@timestamp", "processed_at"})
+"""Fields :meth:`LogTransformer.enrich` always sets: a record holding one of its own goes
+the long way (its value is replaced, not repeated)."""
 
 __all__ = [
     "ECS_VERSION",
@@ -110,6 +120,19 @@ class LogTransformer:
         self._by_day: dict[str, tuple[str, bytes]] = {}
         """``YYYY-MM-DD`` -> (index, action line up to the entry ID)."""
         self._stamp: tuple[int, str] = (-1, "")
+        self._splice = not (self._drop or self._rename or self._ecs)
+        """Whether a canonical record's document is its own bytes plus the added fields
+        (:meth:`_spliced`): nothing of it is dropped, renamed or moved."""
+        self._added = tuple(
+            (name, b',"%b":%b' % (name.encode(), orjson.dumps(value)))
+            for name, value in (
+                ("environment", settings.environment),
+                ("version", settings.version),
+                *self._fields,
+            )
+        )
+        """``(name, ',"name":value')`` of each constant field a document gets unless its
+        record has its own, in the order :meth:`enrich` adds them."""
 
     def enrich(self, record: dict[str, Any], processed_at: str) -> dict[str, Any]:
         """The document body for a validated record (``record`` is modified and returned)."""
@@ -174,7 +197,7 @@ class LogTransformer:
         """
         out: list[LogDocument | LogParseError] = []
         append = out.append
-        loads, dumps = orjson.loads, orjson.dumps
+        loads, dumps, splice = orjson.loads, orjson.dumps, self._splice
         by_day, id_prefix, own_stream = self._by_day, self._id_prefix, self.stream
         processed_at = self.processed_at()
         for stream, entry_id, data in entries:
@@ -186,13 +209,18 @@ class LogTransformer:
             except orjson.JSONDecodeError as exc:
                 append(LogParseError(f"not valid JSON: {exc}"))
                 continue
-            if not is_canonical_log(body):
-                try:
-                    body = _validated(body)
-                except LogParseError as exc:
-                    append(exc)
-                    continue
-            timestamp = self.enrich(body, processed_at)["@timestamp"]
+            if splice and is_canonical_log(body) and _ADDED_BY_ENRICH.isdisjoint(body):
+                timestamp = body["timestamp"]
+                source = self._spliced(data, body, timestamp, processed_at)
+            else:
+                if not is_canonical_log(body):
+                    try:
+                        body = _validated(body)
+                    except LogParseError as exc:
+                        append(exc)
+                        continue
+                timestamp = self.enrich(body, processed_at)["@timestamp"]
+                source = dumps(body)
             day = by_day.get(timestamp[:10]) or self._day(timestamp)
             if stream != own_stream:  # replayed from another stream: its own _id prefix
                 doc_id = document_id(self.pipeline, stream, entry_id)
@@ -203,8 +231,26 @@ class LogTransformer:
             else:
                 doc_id = id_prefix + entry_id
                 action = b'%b%b"}}' % (day[1], entry_id.encode())
-            append(LogDocument(day[0], doc_id, dumps(body), action))
+            append(LogDocument(day[0], doc_id, source, action))
         return out
+
+    def _spliced(
+        self, data: bytes | str, record: dict[str, Any], timestamp: str, processed_at: str
+    ) -> bytes:
+        """The document of a canonical ``record`` parsed from ``data``, without serialising
+        it again: ``data`` up to its closing brace, then the fields :meth:`enrich` would add
+        (``@timestamp``, ``processed_at``, then each constant field the record lacks), in
+        the same order, so it decodes to the same object. Both timestamps are canonical:
+        nothing in them needs escaping."""
+        raw = (data if isinstance(data, bytes) else data.encode()).rstrip(_JSON_SPACE)
+        tail = b',"@timestamp":"%b","processed_at":"%b"' % (
+            timestamp.encode(),
+            processed_at.encode(),
+        )
+        for name, part in self._added:
+            if name not in record:
+                tail += part
+        return raw[:-1] + tail + b"}"
 
     def _day(self, timestamp: str) -> tuple[str, bytes]:
         """The index and the action line's start for the day of ``timestamp`` (cached)."""

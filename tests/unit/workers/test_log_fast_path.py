@@ -12,7 +12,7 @@ import contextlib
 import copy
 import gc
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -303,3 +303,84 @@ def test_an_empty_payload_names_the_data_field() -> None:
     assert isinstance(result, LogParseError)
     assert result.field == "data"
     assert "no `data` field" in str(result)
+
+
+# --- the spliced document: a canonical record's own bytes plus the enrichment ------------
+
+_FIXED = datetime(2024, 1, 6, 12, 0, 1, 500000, tzinfo=UTC)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=12),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_extra_keys = st.one_of(
+    st.sampled_from(["environment", "version", "cluster", "é", 'q"uote', "a\\b"]),
+    st.text(min_size=1, max_size=8).filter(lambda k: not k.startswith("_")),
+)
+
+
+def _long_way(t: LogTransformer, record: dict[str, Any]) -> bytes:
+    """The document as enrich + serialise make it (the path the splice stands in for)."""
+    return orjson.dumps(t.enrich(copy.deepcopy(record), t.processed_at()))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.dictionaries(_extra_keys, _json_values, max_size=6),
+    st.dictionaries(
+        st.sampled_from(["cluster", "region", "zone"]), st.text(min_size=1, max_size=8)
+    ),
+    st.sampled_from([0, orjson.OPT_INDENT_2, orjson.OPT_APPEND_NEWLINE]),
+)
+def test_the_spliced_document_is_the_long_way_byte_for_byte(
+    extra: dict[str, Any], fields: dict[str, str], option: int
+) -> None:
+    record = {**CANONICAL, **extra}
+    assert is_canonical_log(record)
+    t = LogTransformer(
+        LogTransformSettings(environment="prod", fields=fields),
+        pipeline="default", stream="logs-stream", index_prefix="logs", clock=lambda: _FIXED,
+    )  # fmt: skip
+    payload = orjson.dumps(record, option=option)
+    doc = t.document("1-0", payload)
+    expected = _long_way(t, record)
+    # Same fields, same values, same order; byte for byte when the payload is compact.
+    assert list(orjson.loads(doc.source).items()) == list(orjson.loads(expected).items())
+    if option != orjson.OPT_INDENT_2:
+        assert doc.source == expected
+
+
+@pytest.mark.parametrize("own", ["@timestamp", "processed_at"])
+def test_a_record_with_a_field_enrich_sets_has_it_replaced_not_repeated(own: str) -> None:
+    t = LogTransformer(
+        LogTransformSettings(), pipeline="default", stream="logs-stream", index_prefix="logs",
+        clock=lambda: _FIXED,
+    )  # fmt: skip
+    doc = t.document("1-0", orjson.dumps({**CANONICAL, own: "mine"}))
+    assert doc.source.count(f'"{own}"'.encode()) == 1
+    body = orjson.loads(doc.source)
+    assert body["@timestamp"] == CANONICAL["timestamp"]
+    assert body["processed_at"] == "2024-01-06T12:00:01.500000Z"
+
+
+@pytest.mark.parametrize(
+    "settings_",
+    [
+        LogTransformSettings(ecs=True),
+        LogTransformSettings(drop_fields=["extra"]),
+        LogTransformSettings(rename_fields={"extra": "renamed"}),
+    ],
+)
+def test_drops_renames_and_ecs_still_apply_to_canonical_records(
+    settings_: LogTransformSettings,
+) -> None:
+    t = LogTransformer(
+        settings_, pipeline="default", stream="logs-stream", index_prefix="logs",
+        clock=lambda: _FIXED,
+    )  # fmt: skip
+    record = {**CANONICAL, "extra": 1}
+    body = orjson.loads(t.document("1-0", orjson.dumps(record)).source)
+    assert body == orjson.loads(_long_way(t, record))
+    assert ("extra" in body) is bool(settings_.ecs)
