@@ -5,7 +5,7 @@ the receivers apply; a record already in canonical form, as the receivers write 
 recognised by the cheaper :func:`killkrill.schemas.is_canonical_log` and left as it is;
 unless fields are dropped, renamed or moved to ECS, its document is then its own bytes with
 the added fields spliced in before the closing brace, not serialised again: the same JSON,
-at less than half the worker's CPU per record), then:
+at less than half the transform's cost per record), then:
 
 * ``@timestamp`` - the record's ``timestamp`` in canonical RFC 3339 UTC form
   (``2024-01-06T12:00:00.000000Z``); ``timestamp`` itself is kept, normalised the same way;
