@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import redis
 
+from killkrill.dev.process import free_port
 from killkrill.streams.append import _SCRIPT
 
 SETTINGS = {
@@ -36,12 +36,6 @@ BATCH = 500
 PAYLOAD = b'{"message":"' + b"a" * 1080 + b'"}'
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _cpu(pid: int) -> float:
     """utime + stime of ``pid`` and its waited-for children (the AOF rewrites), seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -50,7 +44,7 @@ def _cpu(pid: int) -> float:
 
 def measure(flags: list[str], records: int, backlog: int) -> tuple[float, int]:
     """(CPU-s per 100k records, AOF rewrites) for one server started with ``flags``."""
-    port = _free_port()
+    port = free_port()
     data = Path(tempfile.mkdtemp(prefix="kk-bench-aof-"))
     server = subprocess.Popen(
         ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data),

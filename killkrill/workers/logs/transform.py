@@ -209,11 +209,12 @@ class LogTransformer:
             except orjson.JSONDecodeError as exc:
                 append(LogParseError(f"not valid JSON: {exc}"))
                 continue
-            if splice and is_canonical_log(body) and _ADDED_BY_ENRICH.isdisjoint(body):
+            canonical = is_canonical_log(body)
+            if canonical and splice and _ADDED_BY_ENRICH.isdisjoint(body):
                 timestamp = body["timestamp"]
                 source = self._spliced(data, body, timestamp, processed_at)
             else:
-                if not is_canonical_log(body):
+                if not canonical:
                     try:
                         body = _validated(body)
                     except LogParseError as exc:
