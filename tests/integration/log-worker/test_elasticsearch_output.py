@@ -174,6 +174,27 @@ def test_mapping_conflict_is_dead_lettered_with_the_es_reason(
     assert b"user" in letter[b"reason"]
 
 
+def test_a_record_repeating_a_key_is_dead_lettered_with_the_es_reason(
+    redis_client, elasticsearch_client, log_worker
+):
+    """A canonical record is indexed as its own bytes: a repeated key (ambiguous JSON, which
+    no receiver writes) reaches Elasticsearch as sent, which refuses it; it is dead-lettered
+    byte for byte with the reason, and the rest of the batch is indexed."""
+    head = '{"timestamp":"2024-01-06T12:00:00.000000Z","service":"api","level":"info"'
+    redis_client.xadd(STREAM, {"data": head + ',"message":"ok"}'})
+    bad = head + ',"message":"a","user":"bob","user":"eve"}'
+    bad_id = redis_client.xadd(STREAM, {"data": bad})
+    result = log_worker.process_batch(count=10)
+    assert (result["success"], result["failed"], result.dead_lettered) == (1, 1, 1)
+    assert es_count(elasticsearch_client) == 1
+    assert redis_client.xlen(STREAM) == 0
+    [(_, letter)] = redis_client.xrange(DEAD_LETTER)
+    assert letter[b"source_id"] == bad_id
+    assert letter[b"data"] == bad.encode()
+    assert b"elasticsearch 400" in letter[b"reason"]
+    assert b"Duplicate field 'user'" in letter[b"reason"]
+
+
 def test_syslog_fields_are_exact_values_and_raw_is_kept_not_indexed(
     redis_client, elasticsearch_client, log_worker
 ):
